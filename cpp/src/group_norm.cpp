@@ -1,0 +1,388 @@
+// The GroupNorm algorithm: scheduling, statistics, scale/offset.  Compiled for
+// the baseline CPU; the hot loops are the active ISA's (kernel_loops.inl).
+// cpp/README.md explains the design; the comments here say why each piece is
+// the way it is.
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <atomic>
+#include <new>
+#include <vector>
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+#include "cpu_features.h"
+#include "dispatch.h"
+#include "gncpu/gncpu.h"
+
+namespace gncpu {
+namespace {
+
+// Statistics are taken over fixed blocks of a group, then combined in block
+// order.  The blocks do not depend on the thread count, which is what makes
+// the output bitwise identical whatever the number of threads.  8 KiB keeps a
+// block in L1 between its two passes.
+constexpr int64_t kBlockBytes = 8 * 1024;
+
+// Rows (channels) whose scale and offset are prepared per kernel call; they
+// live on the stack, so no call allocates.
+constexpr int64_t kRowsPerCall = 256;
+
+// Below this many elements per thread, waking a team costs more than it saves.
+constexpr int64_t kDefaultMinElementsPerThread = 32 * 1024;
+
+std::atomic<int64_t> g_cache_budget_override{0};
+std::atomic<int64_t> g_min_elements_override{0};
+
+int64_t cache_budget_bytes() {
+    const int64_t forced = g_cache_budget_override.load(std::memory_order_relaxed);
+    if (forced > 0) return forced;
+    // Half of L2: the other half holds the output lines being written.
+    static const int64_t budget = l2_cache_bytes() / 2;
+    return budget;
+}
+
+int64_t min_elements_per_thread() {
+    const int64_t forced = g_min_elements_override.load(std::memory_order_relaxed);
+    return forced > 0 ? forced : kDefaultMinElementsPerThread;
+}
+
+int threads_for(int64_t work_elements, int requested) {
+#if defined(_OPENMP)
+    int64_t threads = requested < 1 ? 1 : requested;
+    const int64_t useful = work_elements / min_elements_per_thread();
+    if (threads > useful) threads = useful < 1 ? 1 : useful;
+    return static_cast<int>(threads);
+#else
+    (void)work_elements;
+    (void)requested;
+    return 1;
+#endif
+}
+
+template <class T>
+struct Problem {
+    const T* x;
+    T* y;
+    const T* weight;  // may be null: all ones
+    const T* bias;    // may be null: all zeros
+    double eps;
+    int64_t spatial;
+    int64_t groups_per_example;
+    int64_t channels_per_group;
+    int64_t group_size;        // channels_per_group * spatial, contiguous
+    int64_t total_groups;      // batch * groups_per_example
+    int64_t block_len;         // elements per statistics block
+    int64_t blocks_per_group;
+
+    int64_t block_size(int64_t block) const {
+        const int64_t begin = block * block_len;
+        const int64_t left = group_size - begin;
+        return left < block_len ? left : block_len;
+    }
+};
+
+struct GroupStats {
+    double mean;
+    double rstd;
+};
+
+// Chan, Golub & LeVeque's pairwise update, in double.
+struct MomentsAccumulator {
+    double count = 0.0;
+    double mean = 0.0;
+    double m2 = 0.0;
+
+    void add(const BlockMoments& block, int64_t block_count) {
+        const double n = static_cast<double>(block_count);
+        if (count == 0.0) {
+            count = n;
+            mean = block.mean;
+            m2 = block.m2;
+            return;
+        }
+        const double total = count + n;
+        const double delta = block.mean - mean;
+        mean += delta * (n / total);
+        m2 += block.m2 + delta * delta * (count * n / total);
+        count = total;
+    }
+
+    GroupStats finish(double eps) const {
+        const double variance = m2 / count;
+        return GroupStats{mean, 1.0 / sqrt(variance + eps)};
+    }
+};
+
+template <class T>
+GroupStats stats_from_blocks(const Problem<T>& p, const BlockMoments* blocks) {
+    MomentsAccumulator acc;
+    for (int64_t b = 0; b < p.blocks_per_group; ++b) acc.add(blocks[b], p.block_size(b));
+    return acc.finish(p.eps);
+}
+
+template <class T>
+GroupStats stats_of_group(const KernelsFor<T>& k, const Problem<T>& p, int64_t group) {
+    const T* x = p.x + group * p.group_size;
+    MomentsAccumulator acc;
+    for (int64_t b = 0; b < p.blocks_per_group; ++b) {
+        const int64_t n = p.block_size(b);
+        acc.add(k.block_moments(x + b * p.block_len, n), n);
+    }
+    return acc.finish(p.eps);
+}
+
+// Writes y over elements [begin, end) of one group.  The mean is held as
+// center + residual: center = mean rounded to T, and the residual goes into
+// the per-channel offset.  Computing (x - center) * scale + offset keeps the
+// subtraction exact when |x| >> std, where folding the mean into the offset
+// (x * scale + (bias - mean * scale)) would cancel catastrophically.
+template <class T>
+void normalize_span(const KernelsFor<T>& k, const Problem<T>& p, int64_t group,
+                    const GroupStats& stats, int64_t begin, int64_t end) {
+    const int64_t base = group * p.group_size;
+    const int64_t first_channel = (group % p.groups_per_example) * p.channels_per_group;
+    const T center = static_cast<T>(stats.mean);
+    const double residual = stats.mean - static_cast<double>(center);
+    const int64_t S = p.spatial;
+
+    T scale[kRowsPerCall];
+    T offset[kRowsPerCall];
+    auto prepare = [&](int64_t row, int64_t rows) {
+        for (int64_t r = 0; r < rows; ++r) {
+            const int64_t c = first_channel + row + r;
+            const double a = stats.rstd * (p.weight ? static_cast<double>(p.weight[c]) : 1.0);
+            const double b = p.bias ? static_cast<double>(p.bias[c]) : 0.0;
+            scale[r] = static_cast<T>(a);
+            offset[r] = static_cast<T>(b - residual * a);
+        }
+    };
+
+    int64_t pos = begin;
+    while (pos < end) {
+        const int64_t row = pos / S;
+        const int64_t col = pos - row * S;
+        if (col != 0 || end - pos < S) {  // a cut row at either end of the span
+            const int64_t len = (S - col < end - pos) ? S - col : end - pos;
+            prepare(row, 1);
+            k.normalize_rows(p.x + base + pos, p.y + base + pos, 1, len, center, scale, offset);
+            pos += len;
+            continue;
+        }
+        int64_t rows = (end - pos) / S;
+        if (rows > kRowsPerCall) rows = kRowsPerCall;
+        prepare(row, rows);
+        k.normalize_rows(p.x + base + pos, p.y + base + pos, rows, S, center, scale, offset);
+        pos += rows * S;
+    }
+}
+
+template <class T>
+void process_whole_group(const KernelsFor<T>& k, const Problem<T>& p, int64_t group) {
+    // Statistics, then the normalisation while the group is still in L2.
+    const GroupStats stats = stats_of_group(k, p, group);
+    normalize_span(k, p, group, stats, 0, p.group_size);
+}
+
+// Groups too large for one core's cache, or too few to keep every thread busy,
+// are cut at block boundaries and spread over all threads, one batch of
+// groups at a time: every thread takes the moments of its blocks, all meet at
+// a barrier, then each normalises the same blocks, still in its own cache.
+template <class T>
+void run_split(const KernelsFor<T>& k, const Problem<T>& p, int threads,
+               int64_t groups_per_batch, BlockMoments* scratch) {
+    const int64_t batches = (p.total_groups + groups_per_batch - 1) / groups_per_batch;
+    const int64_t slot_stride = groups_per_batch * p.blocks_per_group;
+#if defined(_OPENMP)
+#pragma omp parallel num_threads(threads)
+#endif
+    {
+#if defined(_OPENMP)
+        const int64_t tid = omp_get_thread_num();
+        const int64_t team = omp_get_num_threads();
+#else
+        const int64_t tid = 0, team = 1;
+        (void)threads;
+#endif
+        for (int64_t batch = 0; batch < batches; ++batch) {
+            const int64_t g0 = batch * groups_per_batch;
+            const int64_t g1 = g0 + groups_per_batch < p.total_groups ? g0 + groups_per_batch
+                                                                      : p.total_groups;
+            const int64_t blocks = (g1 - g0) * p.blocks_per_group;
+            // Two slot sets, alternating: a thread may start the next batch's
+            // moments while another still reads this batch's.
+            BlockMoments* slots = scratch + (batch & 1) * slot_stride;
+            const int64_t lo = blocks * tid / team;
+            const int64_t hi = blocks * (tid + 1) / team;
+
+            for (int64_t b = lo; b < hi; ++b) {
+                const int64_t group = g0 + b / p.blocks_per_group;
+                const int64_t block = b % p.blocks_per_group;
+                slots[b] = k.block_moments(p.x + group * p.group_size + block * p.block_len,
+                                           p.block_size(block));
+            }
+#if defined(_OPENMP)
+#pragma omp barrier
+#endif
+            for (int64_t b = lo; b < hi;) {
+                const int64_t local_group = b / p.blocks_per_group;
+                const int64_t group_first_block = local_group * p.blocks_per_group;
+                const int64_t group_end_block = group_first_block + p.blocks_per_group;
+                const int64_t stop = hi < group_end_block ? hi : group_end_block;
+                const GroupStats stats = stats_from_blocks(p, slots + group_first_block);
+                const int64_t begin = (b - group_first_block) * p.block_len;
+                int64_t end = (stop - group_first_block) * p.block_len;
+                if (end > p.group_size) end = p.group_size;
+                normalize_span(k, p, g0 + local_group, stats, begin, end);
+                b = stop;
+            }
+        }
+    }
+}
+
+template <class T>
+void run_whole_groups(const KernelsFor<T>& k, const Problem<T>& p, int threads) {
+    if (threads <= 1) {
+        for (int64_t g = 0; g < p.total_groups; ++g) process_whole_group(k, p, g);
+        return;
+    }
+#if defined(_OPENMP)
+#pragma omp parallel for num_threads(threads) schedule(static)
+#endif
+    for (int64_t g = 0; g < p.total_groups; ++g) process_whole_group(k, p, g);
+}
+
+template <class T>
+gncpu_status group_norm(const KernelsFor<T>& k, const T* x, T* y, int64_t batch,
+                        int64_t channels, int64_t spatial, int64_t num_groups,
+                        const T* weight, const T* bias, double eps, int num_threads) {
+    if (batch < 0 || channels < 0 || spatial < 0) return GNCPU_ERR_BAD_SHAPE;
+    if (num_groups <= 0 || channels % num_groups != 0) return GNCPU_ERR_BAD_GROUPS;
+    if (!(eps >= 0.0) || isinf(eps)) return GNCPU_ERR_BAD_EPS;
+    if (channels != 0 && batch > INT64_MAX / channels) return GNCPU_ERR_BAD_SHAPE;
+    if (spatial != 0 && batch * channels > INT64_MAX / spatial) return GNCPU_ERR_BAD_SHAPE;
+    const int64_t total = batch * channels * spatial;
+    if (total == 0) return GNCPU_OK;
+    if (x == nullptr || y == nullptr) return GNCPU_ERR_NULL_POINTER;
+
+    Problem<T> p;
+    p.x = x;
+    p.y = y;
+    p.weight = weight;
+    p.bias = bias;
+    p.eps = eps;
+    p.spatial = spatial;
+    p.groups_per_example = num_groups;
+    p.channels_per_group = channels / num_groups;
+    p.group_size = p.channels_per_group * spatial;
+    p.total_groups = batch * num_groups;
+    p.block_len = kBlockBytes / static_cast<int64_t>(sizeof(T));
+    p.blocks_per_group = (p.group_size + p.block_len - 1) / p.block_len;
+
+    const int threads = threads_for(total, num_threads);
+    const int64_t group_bytes = p.group_size * static_cast<int64_t>(sizeof(T));
+    const int64_t budget = cache_budget_bytes();
+    const bool groups_fit = group_bytes <= budget;
+    // Whole groups per thread need no barrier; use them when every thread
+    // gets the same number of groups, or enough that the remainder is small.
+    const bool balanced = p.total_groups % threads == 0 || p.total_groups >= 8 * threads;
+    if (threads == 1 || (groups_fit && balanced)) {
+        run_whole_groups(k, p, threads);
+        return GNCPU_OK;
+    }
+
+    int64_t groups_per_batch = (threads * budget) / group_bytes;
+    if (groups_per_batch < 1) groups_per_batch = 1;
+    if (groups_per_batch > p.total_groups) groups_per_batch = p.total_groups;
+    // A grow-only buffer per calling thread: no allocation once warmed up.
+    thread_local std::vector<BlockMoments> scratch;
+    const size_t needed = static_cast<size_t>(2 * groups_per_batch * p.blocks_per_group);
+    try {
+        if (scratch.size() < needed) scratch.resize(needed);
+    } catch (const std::bad_alloc&) {
+        run_whole_groups(k, p, threads);  // needs no scratch; same result
+        return GNCPU_OK;
+    }
+    run_split(k, p, threads, groups_per_batch, scratch.data());
+    return GNCPU_OK;
+}
+
+}  // namespace
+}  // namespace gncpu
+
+extern "C" {
+
+gncpu_status gncpu_group_norm_f32(const float* x, float* y, int64_t batch, int64_t channels,
+                                  int64_t spatial, int64_t num_groups, const float* weight,
+                                  const float* bias, double eps, int num_threads) {
+    return gncpu::group_norm(gncpu::active_kernels().f32, x, y, batch, channels, spatial,
+                             num_groups, weight, bias, eps, num_threads);
+}
+
+gncpu_status gncpu_group_norm_f64(const double* x, double* y, int64_t batch, int64_t channels,
+                                  int64_t spatial, int64_t num_groups, const double* weight,
+                                  const double* bias, double eps, int num_threads) {
+    return gncpu::group_norm(gncpu::active_kernels().f64, x, y, batch, channels, spatial,
+                             num_groups, weight, bias, eps, num_threads);
+}
+
+const char* gncpu_status_message(gncpu_status status) {
+    switch (status) {
+        case GNCPU_OK: return "ok";
+        case GNCPU_ERR_NULL_POINTER: return "null data pointer for a non-empty tensor";
+        case GNCPU_ERR_BAD_SHAPE: return "negative or overflowing tensor size";
+        case GNCPU_ERR_BAD_GROUPS: return "num_groups must be positive and divide channels";
+        case GNCPU_ERR_BAD_EPS: return "eps must be finite and non-negative";
+        case GNCPU_ERR_BAD_ISA: return "ISA not compiled in or not supported by this CPU";
+    }
+    return "unknown status";
+}
+
+void gncpu_parallel_copy(void* dst, const void* src, size_t nbytes, int num_threads) {
+    const int threads = gncpu::threads_for(static_cast<int64_t>(nbytes / 4), num_threads);
+    char* d = static_cast<char*>(dst);
+    const char* s = static_cast<const char*>(src);
+    if (threads <= 1) {
+        memcpy(d, s, nbytes);
+        return;
+    }
+    // Cache-line-aligned chunks, one per thread, as the kernels split work.
+    const size_t chunk = ((nbytes + threads - 1) / threads + 63) & ~static_cast<size_t>(63);
+#if defined(_OPENMP)
+#pragma omp parallel for num_threads(threads) schedule(static)
+#endif
+    for (int t = 0; t < threads; ++t) {
+        const size_t begin = chunk * static_cast<size_t>(t);
+        if (begin >= nbytes) continue;
+        const size_t len = nbytes - begin < chunk ? nbytes - begin : chunk;
+        memcpy(d + begin, s + begin, len);
+    }
+}
+
+int gncpu_openmp_enabled(void) {
+#if defined(_OPENMP)
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+int gncpu_omp_max_threads(void) {
+#if defined(_OPENMP)
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+void gncpu_set_tuning(int64_t cache_budget_bytes, int64_t min_elements_per_thread) {
+    gncpu::g_cache_budget_override.store(cache_budget_bytes > 0 ? cache_budget_bytes : 0);
+    gncpu::g_min_elements_override.store(min_elements_per_thread > 0 ? min_elements_per_thread : 0);
+}
+
+int64_t gncpu_cache_budget_bytes(void) { return gncpu::cache_budget_bytes(); }
+
+}  // extern "C"

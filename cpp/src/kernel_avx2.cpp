@@ -1,0 +1,48 @@
+// AVX2 + FMA lanes (8 x float, 4 x double).  Only this file is compiled with
+// -mavx2 -mfma; the dispatcher calls into it only after cpuid and xgetbv say
+// the CPU and OS support it.
+#include <immintrin.h>
+#include <stdint.h>
+
+#include "kernel_table.h"
+
+namespace gncpu {
+namespace avx2_isa {
+namespace {
+
+struct F32 {
+    using T = float;
+    using V = __m256;
+    static constexpr int width = 8;
+    static V zero() { return _mm256_setzero_ps(); }
+    static V set1(T v) { return _mm256_set1_ps(v); }
+    static V load(const T* p) { return _mm256_loadu_ps(p); }
+    static void store(T* p, V v) { _mm256_storeu_ps(p, v); }
+    static V add(V a, V b) { return _mm256_add_ps(a, b); }
+    static V sub(V a, V b) { return _mm256_sub_ps(a, b); }
+    static V mul_add(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+};
+
+struct F64 {
+    using T = double;
+    using V = __m256d;
+    static constexpr int width = 4;
+    static V zero() { return _mm256_setzero_pd(); }
+    static V set1(T v) { return _mm256_set1_pd(v); }
+    static V load(const T* p) { return _mm256_loadu_pd(p); }
+    static void store(T* p, V v) { _mm256_storeu_pd(p, v); }
+    static V add(V a, V b) { return _mm256_add_pd(a, b); }
+    static V sub(V a, V b) { return _mm256_sub_pd(a, b); }
+    static V mul_add(V a, V b, V c) { return _mm256_fmadd_pd(a, b, c); }
+};
+
+#include "kernel_loops.inl"
+
+}  // namespace
+}  // namespace avx2_isa
+
+// Constant-initialised: no code of this file runs until the dispatcher calls it.
+extern const KernelTable kernel_table_avx2;
+const KernelTable kernel_table_avx2 = GNCPU_KERNEL_TABLE_INIT(avx2_isa, "avx2");
+
+}  // namespace gncpu

@@ -1,0 +1,48 @@
+// AVX-512 lanes (16 x float, 8 x double).  Only this file is compiled with
+// -mavx512f/bw/dq/vl; the dispatcher calls into it only after cpuid and xgetbv
+// say the CPU and OS support the whole bundle.
+#include <immintrin.h>
+#include <stdint.h>
+
+#include "kernel_table.h"
+
+namespace gncpu {
+namespace avx512_isa {
+namespace {
+
+struct F32 {
+    using T = float;
+    using V = __m512;
+    static constexpr int width = 16;
+    static V zero() { return _mm512_setzero_ps(); }
+    static V set1(T v) { return _mm512_set1_ps(v); }
+    static V load(const T* p) { return _mm512_loadu_ps(p); }
+    static void store(T* p, V v) { _mm512_storeu_ps(p, v); }
+    static V add(V a, V b) { return _mm512_add_ps(a, b); }
+    static V sub(V a, V b) { return _mm512_sub_ps(a, b); }
+    static V mul_add(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+};
+
+struct F64 {
+    using T = double;
+    using V = __m512d;
+    static constexpr int width = 8;
+    static V zero() { return _mm512_setzero_pd(); }
+    static V set1(T v) { return _mm512_set1_pd(v); }
+    static V load(const T* p) { return _mm512_loadu_pd(p); }
+    static void store(T* p, V v) { _mm512_storeu_pd(p, v); }
+    static V add(V a, V b) { return _mm512_add_pd(a, b); }
+    static V sub(V a, V b) { return _mm512_sub_pd(a, b); }
+    static V mul_add(V a, V b, V c) { return _mm512_fmadd_pd(a, b, c); }
+};
+
+#include "kernel_loops.inl"
+
+}  // namespace
+}  // namespace avx512_isa
+
+// Constant-initialised: no code of this file runs until the dispatcher calls it.
+extern const KernelTable kernel_table_avx512;
+const KernelTable kernel_table_avx512 = GNCPU_KERNEL_TABLE_INIT(avx512_isa, "avx512");
+
+}  // namespace gncpu

@@ -1,0 +1,131 @@
+// The kernel loops, written once for every ISA.
+//
+// Included by kernel_<isa>.cpp *inside an anonymous namespace*, after that
+// file has defined two lane types, F32 and F64, each providing:
+//   T, V, width, zero(), set1(T), load(const T*), store(T*, V),
+//   add(V, V), sub(V, V), mul_add(a, b, c) = a*b + c.
+// Everything here therefore has internal linkage in each ISA's object, and it
+// must not call inline library templates (std::min and friends), which would
+// be shared between objects compiled for different ISAs.
+//
+// Why the statistics are computed the way they are: see cpp/README.md.
+
+template <class L>
+inline double lanes_sum(typename L::V v) {
+    alignas(64) typename L::T lanes[L::width];
+    L::store(lanes, v);
+    double sum = 0.0;
+    for (int i = 0; i < L::width; ++i) sum += static_cast<double>(lanes[i]);
+    return sum;
+}
+
+// Tails go through a full-width vector so that every element sees exactly the
+// same lane arithmetic wherever a row happens to be cut.
+template <class L>
+inline typename L::V load_partial(const typename L::T* p, int64_t n) {
+    alignas(64) typename L::T buf[L::width];
+    for (int64_t i = 0; i < L::width; ++i) buf[i] = i < n ? p[i] : typename L::T(0);
+    return L::load(buf);
+}
+
+template <class L>
+inline void store_partial(typename L::T* p, typename L::V v, int64_t n) {
+    alignas(64) typename L::T buf[L::width];
+    L::store(buf, v);
+    for (int64_t i = 0; i < n; ++i) p[i] = buf[i];
+}
+
+// Two passes over a block small enough to stay in L1: the first, from memory,
+// finds a center close to the mean; the second, from L1, sums deviations from
+// that center, so the rounding error scales with the spread of the data, not
+// with its offset (a float32 E[x^2]-E[x]^2 is NaN-prone at mean 1e4).
+template <class L>
+BlockMoments block_moments(const typename L::T* x, int64_t n) {
+    using T = typename L::T;
+    using V = typename L::V;
+    constexpr int64_t W = L::width;
+
+    V sum0 = L::zero(), sum1 = L::zero(), sum2 = L::zero(), sum3 = L::zero();
+    int64_t i = 0;
+    for (; i + 4 * W <= n; i += 4 * W) {
+        sum0 = L::add(sum0, L::load(x + i));
+        sum1 = L::add(sum1, L::load(x + i + W));
+        sum2 = L::add(sum2, L::load(x + i + 2 * W));
+        sum3 = L::add(sum3, L::load(x + i + 3 * W));
+    }
+    for (; i + W <= n; i += W) sum0 = L::add(sum0, L::load(x + i));
+    double sum = lanes_sum<L>(L::add(L::add(sum0, sum1), L::add(sum2, sum3)));
+    for (; i < n; ++i) sum += static_cast<double>(x[i]);
+    const T center = static_cast<T>(sum / static_cast<double>(n));
+
+    const V center_v = L::set1(center);
+    V dev0 = L::zero(), dev1 = L::zero(), sq0 = L::zero(), sq1 = L::zero();
+    i = 0;
+    for (; i + 2 * W <= n; i += 2 * W) {
+        const V d0 = L::sub(L::load(x + i), center_v);
+        const V d1 = L::sub(L::load(x + i + W), center_v);
+        dev0 = L::add(dev0, d0);
+        dev1 = L::add(dev1, d1);
+        sq0 = L::mul_add(d0, d0, sq0);
+        sq1 = L::mul_add(d1, d1, sq1);
+    }
+    for (; i + W <= n; i += W) {
+        const V d0 = L::sub(L::load(x + i), center_v);
+        dev0 = L::add(dev0, d0);
+        sq0 = L::mul_add(d0, d0, sq0);
+    }
+    double dev = lanes_sum<L>(L::add(dev0, dev1));
+    double sq = lanes_sum<L>(L::add(sq0, sq1));
+    for (; i < n; ++i) {
+        const double d = static_cast<double>(x[i]) - static_cast<double>(center);
+        dev += d;
+        sq += d * d;
+    }
+    const double count = static_cast<double>(n);
+    BlockMoments moments;
+    moments.mean = static_cast<double>(center) + dev / count;
+    // Corrected two-pass formula; the clamp keeps rounding from making a
+    // constant block's M2 negative (NaN passes through: NaN < 0 is false).
+    const double m2 = sq - dev * dev / count;
+    moments.m2 = m2 < 0.0 ? 0.0 : m2;
+    return moments;
+}
+
+template <class L>
+void normalize_rows(const typename L::T* x, typename L::T* y, int64_t rows,
+                    int64_t row_len, typename L::T center,
+                    const typename L::T* scale, const typename L::T* offset) {
+    using V = typename L::V;
+    constexpr int64_t W = L::width;
+    const V center_v = L::set1(center);
+    for (int64_t r = 0; r < rows; ++r) {
+        const typename L::T* xr = x + r * row_len;
+        typename L::T* yr = y + r * row_len;
+        const V scale_v = L::set1(scale[r]);
+        const V offset_v = L::set1(offset[r]);
+        int64_t i = 0;
+        for (; i + 4 * W <= row_len; i += 4 * W) {
+            const V x0 = L::load(xr + i), x1 = L::load(xr + i + W);
+            const V x2 = L::load(xr + i + 2 * W), x3 = L::load(xr + i + 3 * W);
+            L::store(yr + i, L::mul_add(L::sub(x0, center_v), scale_v, offset_v));
+            L::store(yr + i + W, L::mul_add(L::sub(x1, center_v), scale_v, offset_v));
+            L::store(yr + i + 2 * W, L::mul_add(L::sub(x2, center_v), scale_v, offset_v));
+            L::store(yr + i + 3 * W, L::mul_add(L::sub(x3, center_v), scale_v, offset_v));
+        }
+        for (; i + W <= row_len; i += W) {
+            L::store(yr + i, L::mul_add(L::sub(L::load(xr + i), center_v), scale_v, offset_v));
+        }
+        if (i < row_len) {
+            const V v = load_partial<L>(xr + i, row_len - i);
+            store_partial<L>(yr + i, L::mul_add(L::sub(v, center_v), scale_v, offset_v),
+                             row_len - i);
+        }
+    }
+}
+
+// The table each ISA exports, as a constant expression (see kernel_table.h).
+#define GNCPU_KERNEL_TABLE_INIT(ns, isa_name)                                 \
+    {                                                                          \
+        isa_name, {&ns::block_moments<ns::F32>, &ns::normalize_rows<ns::F32>}, \
+        {&ns::block_moments<ns::F64>, &ns::normalize_rows<ns::F64>}            \
+    }

@@ -1,0 +1,50 @@
+// The contract between the driver (group_norm.cpp, compiled for the baseline
+// CPU) and the per-ISA kernels (kernel_<isa>.cpp, each compiled with its own
+// flags).
+//
+// This header is included by every ISA's translation unit, so it must hold
+// plain data only: an inline function defined here would be emitted once per
+// TU and the linker could keep the AVX-512 copy for everybody (the SIGILL trap).
+#ifndef GNCPU_KERNEL_TABLE_H
+#define GNCPU_KERNEL_TABLE_H
+
+#include <stdint.h>
+
+namespace gncpu {
+
+// Mean and sum of squared deviations (M2) of one block of values.
+struct BlockMoments {
+    double mean;
+    double m2;
+};
+
+template <class T>
+struct KernelsFor {
+    // Moments of x[0..n), n >= 1.  Must be a pure function of the block's
+    // values: the driver relies on it for thread-count-independent results.
+    BlockMoments (*block_moments)(const T* x, int64_t n);
+
+    // y[r*row_len + i] = (x[r*row_len + i] - center) * scale[r] + offset[r]
+    // for r < rows, i < row_len.  Each element's result must not depend on
+    // where the row starts or ends (tiles may cut a row anywhere), so tails
+    // use the same lane arithmetic as full vectors.
+    void (*normalize_rows)(const T* x, T* y, int64_t rows, int64_t row_len,
+                           T center, const T* scale, const T* offset);
+};
+
+struct KernelTable {
+    const char* name;
+    KernelsFor<float> f32;
+    KernelsFor<double> f64;
+};
+
+// One per ISA compiled in; constant-initialised, so looking one up runs no
+// code compiled for an ISA the CPU may lack.
+extern const KernelTable kernel_table_scalar;
+extern const KernelTable kernel_table_avx2;
+extern const KernelTable kernel_table_avx512;
+extern const KernelTable kernel_table_neon;
+
+}  // namespace gncpu
+
+#endif  // GNCPU_KERNEL_TABLE_H

@@ -1,0 +1,167 @@
+"""Build gncpu's extension: one Cython module linked with the C++ core.
+
+Each ISA kernel (cpp/src/kernel_<isa>.cpp) is compiled on its own with that
+ISA's flags; everything else is compiled for the baseline CPU, so one binary
+runs anywhere and picks its kernel at runtime.
+
+Switches (environment variables):
+  GNCPU_NO_OPENMP=1  build without OpenMP (serial, still correct)
+  GNCPU_NATIVE=1     add -march=native to every file (not portable)
+"""
+
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+HERE = Path(__file__).parent.resolve()
+CPP_SRC = "cpp/src"
+BASE_SOURCES = [
+    "src/gncpu/_core.pyx",
+    f"{CPP_SRC}/cpu_features.cpp",
+    f"{CPP_SRC}/dispatch.cpp",
+    f"{CPP_SRC}/group_norm.cpp",
+    f"{CPP_SRC}/kernel_scalar.cpp",
+]
+
+# Per-ISA kernels: (name, source, gcc/clang flags, MSVC flags).
+X86_KERNELS = [
+    ("avx2", "kernel_avx2.cpp", ["-mavx2", "-mfma", "-mf16c"], ["/arch:AVX2"]),
+    (
+        "avx512",
+        "kernel_avx512.cpp",
+        ["-mavx512f", "-mavx512bw", "-mavx512dq", "-mavx512vl", "-mavx2", "-mfma", "-mf16c"],
+        ["/arch:AVX512"],
+    ),
+]
+ARM64_KERNELS = [("neon", "kernel_neon.cpp", [], [])]
+
+
+def env_flag(name):
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def target_machine():
+    # cibuildwheel and cross builds say what they target through these.
+    archflags = os.environ.get("ARCHFLAGS", "")
+    if "arm64" in archflags:
+        return "arm64"
+    if "x86_64" in archflags:
+        return "x86_64"
+    return platform.machine().lower()
+
+
+def isa_kernels():
+    machine = target_machine()
+    if machine in ("x86_64", "amd64", "x64"):
+        return X86_KERNELS
+    if machine in ("aarch64", "arm64"):
+        return ARM64_KERNELS
+    return []
+
+
+class BuildExt(build_ext):
+    """Compiles each ISA kernel with its own flags, then the extension."""
+
+    def _compiler_accepts(self, flags, link_flags=(), source="int main(void){return 0;}\n"):
+        with tempfile.TemporaryDirectory() as tmp:
+            src = os.path.join(tmp, "probe.cpp")
+            with open(src, "w") as f:
+                f.write(source)
+            try:
+                objects = self.compiler.compile([src], output_dir=tmp, extra_postargs=list(flags))
+                self.compiler.link_executable(
+                    objects, "probe", output_dir=tmp, extra_postargs=list(link_flags)
+                )
+            except Exception:
+                return False
+        return True
+
+    def _openmp_flags(self, msvc):
+        if env_flag("GNCPU_NO_OPENMP"):
+            return [], []
+        if msvc:
+            candidates = [(["/openmp:llvm"], []), (["/openmp"], [])]
+        elif sys.platform == "darwin":
+            candidates = [(["-Xpreprocessor", "-fopenmp"], ["-lomp"]), (["-fopenmp"], ["-fopenmp"])]
+        else:
+            candidates = [(["-fopenmp"], ["-fopenmp"])]
+        probe = "#include <omp.h>\nint main(void){return omp_get_max_threads() > 0 ? 0 : 1;}\n"
+        for compile_flags, link_flags in candidates:
+            if self._compiler_accepts(compile_flags, link_flags, probe):
+                return compile_flags, link_flags
+        print("gncpu: OpenMP not found; building the serial library", file=sys.stderr)
+        return [], []
+
+    def build_extensions(self):
+        msvc = self.compiler.compiler_type == "msvc"
+        # Some setuptools versions compile C++ with the C compiler driver
+        # ("gcc"), which is fine for gcc and clang alike.
+        if msvc:
+            common = ["/std:c++17", "/O2", "/W3", "/fp:precise", "/EHsc"]
+        else:
+            common = ["-std=c++17", "-O3", "-Wall", "-Wextra", "-Wno-unused-function",
+                      # The same float rounding on every target: no silent FMA
+                      # contraction of scalar code (kernels use FMA explicitly).
+                      "-ffp-contract=off", "-fvisibility=hidden"]
+            if env_flag("GNCPU_NATIVE"):
+                common.append("-march=native")
+        omp_compile, omp_link = self._openmp_flags(msvc)
+        self.gncpu_build_info = {
+            "compiler": self.compiler.compiler_type,
+            "flags": " ".join(common + omp_compile),
+            "openmp": bool(omp_compile),
+            "isas": ["scalar"],
+        }
+
+        for ext in self.extensions:
+            isa_objects = []
+            for name, source, gnu_flags, msvc_flags in isa_kernels():
+                flags = msvc_flags if msvc else gnu_flags
+                if flags and not self._compiler_accepts(flags):
+                    print(f"gncpu: compiler lacks {flags}; skipping the {name} kernel",
+                          file=sys.stderr)
+                    continue
+                isa_objects += self.compiler.compile(
+                    [f"{CPP_SRC}/{source}"],
+                    output_dir=self.build_temp,
+                    include_dirs=ext.include_dirs,
+                    extra_postargs=common + flags,
+                    depends=[f"{CPP_SRC}/kernel_loops.inl", f"{CPP_SRC}/kernel_table.h"],
+                )
+                ext.define_macros.append((f"GNCPU_HAVE_{name.upper()}", "1"))
+                self.gncpu_build_info["isas"].append(name)
+            ext.extra_objects = list(ext.extra_objects or []) + isa_objects
+            ext.extra_compile_args = common + omp_compile
+            ext.extra_link_args = list(ext.extra_link_args or []) + omp_link
+            info = self.gncpu_build_info
+            ext.define_macros += [
+                ("GNCPU_BUILD_COMPILER", f'"{info["compiler"]}"'),
+                ("GNCPU_BUILD_FLAGS", '"' + info["flags"].replace('"', "") + '"'),
+            ]
+        super().build_extensions()
+
+
+extension = Extension(
+    "gncpu._core",
+    sources=BASE_SOURCES,
+    include_dirs=["cpp/include", CPP_SRC, np.get_include()],
+    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    language="c++",
+)
+
+setup(
+    ext_modules=cythonize(
+        [extension],
+        compiler_directives={"language_level": "3", "boundscheck": False, "wraparound": False},
+    ),
+    cmdclass={"build_ext": BuildExt},
+)

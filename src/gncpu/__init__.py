@@ -1,0 +1,60 @@
+"""gncpu: the fastest and most accurate Group Normalization on the CPU.
+
+    >>> import numpy as np, gncpu
+    >>> x = np.random.default_rng(0).standard_normal((1, 320, 64, 64), dtype=np.float32)
+    >>> y = gncpu.group_norm(x, 32)
+
+The kernel in use is chosen at import from what the CPU supports (see
+``gncpu.isa()``); the environment variable ``GNCPU_ISA`` picks another.
+"""
+
+import os as _os
+import warnings as _warnings
+
+from ._core import (
+    build_info,
+    compiled_isas,
+    get_num_threads,
+    group_norm,
+    isa,
+    openmp_enabled,
+    set_isa,
+    set_num_threads,
+    supported_isas,
+)
+from ._module import GroupNorm
+from ._threads import default_num_threads
+from ._version import __version__
+
+__all__ = [
+    "GroupNorm",
+    "__version__",
+    "build_info",
+    "compiled_isas",
+    "default_num_threads",
+    "get_num_threads",
+    "group_norm",
+    "isa",
+    "openmp_enabled",
+    "set_isa",
+    "set_num_threads",
+    "supported_isas",
+]
+
+
+def _configure_from_environment():
+    set_num_threads(default_num_threads())
+    requested = _os.environ.get("GNCPU_ISA", "").strip().lower()
+    if requested:
+        try:
+            set_isa(requested)
+        except ValueError:
+            _warnings.warn(
+                f"GNCPU_ISA={requested!r} is not supported here "
+                f"(supported: {', '.join(supported_isas())}); using {isa()!r}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+
+
+_configure_from_environment()

@@ -1,0 +1,39 @@
+from typing import Any, Literal, Optional, Tuple
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from ._module import GroupNorm as GroupNorm
+
+__version__: str
+
+IsaName = Literal["scalar", "avx2", "avx512", "neon"]
+
+def group_norm(
+    x: ArrayLike,
+    num_groups: int,
+    weight: Optional[ArrayLike] = None,
+    bias: Optional[ArrayLike] = None,
+    eps: float = 1e-5,
+    *,
+    out: Optional[NDArray[np.floating[Any]]] = None,
+) -> NDArray[np.floating[Any]]:
+    """Group Normalization of x, shape (N, C, *spatial), float16/32/64.
+
+    Statistics per (sample, group) over C/num_groups channels x all spatial
+    positions (population variance):
+    y = (x - mean) / sqrt(var + eps) * weight[c] + bias[c].
+    The result has x's dtype; ``out`` (C-contiguous, x's shape and dtype,
+    may be x itself) is written and returned when given.
+    Raises ValueError / TypeError on bad input, before writing anything.
+    """
+
+def set_num_threads(n: int) -> None: ...
+def get_num_threads() -> int: ...
+def default_num_threads() -> int: ...
+def openmp_enabled() -> bool: ...
+def isa() -> IsaName: ...
+def supported_isas() -> Tuple[IsaName, ...]: ...
+def compiled_isas() -> Tuple[IsaName, ...]: ...
+def set_isa(name: IsaName) -> None: ...
+def build_info() -> dict[str, Any]: ...

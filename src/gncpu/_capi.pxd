@@ -1,0 +1,48 @@
+# The C API of gncpu's C++ core (cpp/include/gncpu/gncpu.h).
+from libc.stdint cimport int64_t
+
+
+cdef extern from "gncpu/gncpu.h" nogil:
+    ctypedef enum gncpu_status:
+        GNCPU_OK
+        GNCPU_ERR_NULL_POINTER
+        GNCPU_ERR_BAD_SHAPE
+        GNCPU_ERR_BAD_GROUPS
+        GNCPU_ERR_BAD_EPS
+        GNCPU_ERR_BAD_ISA
+
+    int GNCPU_ISA_COUNT
+
+    gncpu_status gncpu_group_norm_f32(const float* x, float* y, int64_t batch,
+                                      int64_t channels, int64_t spatial,
+                                      int64_t num_groups, const float* weight,
+                                      const float* bias, double eps, int num_threads)
+    gncpu_status gncpu_group_norm_f64(const double* x, double* y, int64_t batch,
+                                      int64_t channels, int64_t spatial,
+                                      int64_t num_groups, const double* weight,
+                                      const double* bias, double eps, int num_threads)
+    const char* gncpu_status_message(gncpu_status status)
+    void gncpu_parallel_copy(void* dst, const void* src, size_t nbytes, int num_threads)
+
+    const char* gncpu_isa_name(int isa)
+    int gncpu_isa_compiled(int isa)
+    int gncpu_isa_supported(int isa)
+    int gncpu_active_isa()
+    gncpu_status gncpu_set_isa(int isa)
+
+    int gncpu_openmp_enabled()
+    int gncpu_omp_max_threads()
+    void gncpu_set_tuning(int64_t cache_budget_bytes, int64_t min_elements_per_thread)
+    int64_t gncpu_cache_budget_bytes()
+
+cdef extern from *:
+    """
+    #ifndef GNCPU_BUILD_COMPILER
+    #define GNCPU_BUILD_COMPILER "unknown"
+    #endif
+    #ifndef GNCPU_BUILD_FLAGS
+    #define GNCPU_BUILD_FLAGS ""
+    #endif
+    """
+    const char* GNCPU_BUILD_COMPILER
+    const char* GNCPU_BUILD_FLAGS

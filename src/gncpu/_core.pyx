@@ -1,0 +1,297 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""NumPy bindings of gncpu's C++ core.
+
+Everything is validated here, before any memory is written; the C++ core
+validates again (defence in depth) and its status becomes an exception.
+"""
+
+import numbers
+import operator
+
+import numpy as np
+
+cimport numpy as cnp
+from libc.stdint cimport int64_t
+
+from gncpu._capi cimport *
+
+cnp.import_array()
+
+# Set from gncpu.__init__ at import (see _threads.default_num_threads).
+cdef int _num_threads = 1
+# Past this, a thread count is a mistake rather than a machine.
+cdef int _MAX_THREADS = 4096
+
+
+# --------------------------------------------------------------------- helpers
+
+cdef inline bint _is_native_float_array(object a, int typenum):
+    """a is an ndarray of typenum, C-contiguous, aligned, native byte order."""
+    return (cnp.PyArray_Check(a)
+            and cnp.PyArray_TYPE(<cnp.ndarray>a) == typenum
+            and cnp.PyArray_ISCARRAY_RO(<cnp.ndarray>a)
+            and not cnp.PyArray_ISBYTESWAPPED(<cnp.ndarray>a))
+
+
+cdef cnp.ndarray _as_float_array(object x):
+    cdef cnp.ndarray arr = x if cnp.PyArray_Check(x) else np.asarray(x)
+    if arr.dtype.kind != "f":
+        raise TypeError(
+            f"x must be a floating-point array (float32 or float64), got dtype {arr.dtype}")
+    if arr.dtype.itemsize not in (2, 4, 8):
+        raise TypeError(f"x has dtype {arr.dtype}; gncpu supports float16, float32 and float64")
+    return arr
+
+
+cdef int64_t _as_groups(object num_groups, int64_t channels) except -1:
+    if isinstance(num_groups, (bool, np.bool_)):
+        raise TypeError("num_groups must be an integer, got a bool")
+    try:
+        groups = operator.index(num_groups)
+    except TypeError:
+        raise TypeError(
+            f"num_groups must be an integer, got {type(num_groups).__name__}") from None
+    if groups <= 0:
+        raise ValueError(f"num_groups must be positive, got {groups}")
+    if groups > 2**62 or channels % groups != 0:
+        raise ValueError(
+            f"num_groups ({groups}) must divide the number of channels ({channels})")
+    return groups
+
+
+cdef double _as_eps(object eps) except? -1.0:
+    if isinstance(eps, (str, bytes)) or not isinstance(eps, numbers.Real):
+        raise TypeError(f"eps must be a real number, got {type(eps).__name__}")
+    cdef double value = float(eps)
+    if not (value >= 0.0) or value == float("inf"):
+        raise ValueError(f"eps must be finite and non-negative, got {eps!r}")
+    return value
+
+
+cdef object _as_param(object p, int64_t channels, int typenum, str name):
+    """weight/bias as a C-contiguous native array of x's dtype, or None."""
+    if p is None:
+        return None
+    if (_is_native_float_array(p, typenum) and (<cnp.ndarray>p).ndim == 1
+            and (<cnp.ndarray>p).shape[0] == channels):
+        return p
+    arr = np.asarray(p)
+    if arr.dtype.kind not in "fiu":
+        raise TypeError(f"{name} must be a real-valued array, got dtype {arr.dtype}")
+    if arr.ndim != 1 or arr.shape[0] != channels:
+        raise ValueError(f"{name} must have shape ({channels},), got {arr.shape}")
+    return np.require(arr, dtype=cnp.PyArray_DescrFromType(typenum), requirements=["C", "A"])
+
+
+cdef _check_out(object out, cnp.ndarray x, object dtype):
+    if not cnp.PyArray_Check(out):
+        raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
+    cdef cnp.ndarray o = out
+    if o.dtype != dtype:
+        raise TypeError(f"out must have dtype {np.dtype(dtype)}, got {o.dtype}")
+    if out.shape != (<object>x).shape:
+        raise ValueError(f"out must have shape {(<object>x).shape}, got {out.shape}")
+    if not cnp.PyArray_IS_C_CONTIGUOUS(o):
+        raise ValueError("out must be C-contiguous")
+    if not cnp.PyArray_ISWRITEABLE(o):
+        raise ValueError("out is read-only")
+
+
+cdef inline bint _overlaps(cnp.ndarray a, cnp.ndarray b):
+    cdef char* a0 = <char*>cnp.PyArray_DATA(a)
+    cdef char* b0 = <char*>cnp.PyArray_DATA(b)
+    cdef Py_ssize_t n = cnp.PyArray_NBYTES(a)
+    return a0 < b0 + cnp.PyArray_NBYTES(b) and b0 < a0 + n
+
+
+cdef _raise_status(gncpu_status status):
+    message = gncpu_status_message(status).decode()
+    if status == GNCPU_ERR_BAD_ISA:
+        raise ValueError(message)
+    if status in (GNCPU_ERR_BAD_GROUPS, GNCPU_ERR_BAD_EPS, GNCPU_ERR_BAD_SHAPE):
+        raise ValueError(message)
+    raise RuntimeError(f"gncpu internal error: {message}")
+
+
+# ---------------------------------------------------------------- group_norm
+
+def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, *, out=None):
+    """Group Normalization of ``x`` with shape (N, C, *spatial).
+
+    See gncpu.group_norm's docstring (in __init__.pyi / the README) for the
+    full contract.
+    """
+    cdef cnp.ndarray xa = _as_float_array(x)
+    cdef int ndim = xa.ndim
+    if ndim < 2:
+        raise ValueError(
+            f"x must have shape (N, C, *spatial), got shape {(<object>xa).shape}")
+
+    if xa.dtype.itemsize == 2:
+        return _group_norm_via_float32(xa, num_groups, weight, bias, eps, out)
+
+    cdef int typenum = cnp.NPY_FLOAT32 if xa.dtype.itemsize == 4 else cnp.NPY_FLOAT64
+    cdef int64_t batch = xa.shape[0]
+    cdef int64_t channels = xa.shape[1]
+    cdef int64_t spatial = 1
+    cdef int d
+    for d in range(2, ndim):
+        spatial *= xa.shape[d]
+    cdef int64_t groups = _as_groups(num_groups, channels)
+    cdef double eps_value = _as_eps(eps)
+    w = _as_param(weight, channels, typenum, "weight")
+    b = _as_param(bias, channels, typenum, "bias")
+
+    native = cnp.PyArray_DescrFromType(typenum)
+    cdef cnp.ndarray y
+    cdef cnp.ndarray target = None  # set when out cannot be written directly
+    if out is None:
+        y = cnp.PyArray_EMPTY(ndim, xa.shape, typenum, 0)
+    else:
+        _check_out(out, xa, native)
+        y = out
+        if not cnp.PyArray_ISALIGNED(y):
+            target = y
+            y = cnp.PyArray_EMPTY(ndim, xa.shape, typenum, 0)
+
+    if not _is_native_float_array(xa, typenum):
+        # Strided, Fortran-ordered, byte-swapped or misaligned: one copy.
+        xa = np.array(xa, dtype=native, order="C", copy=True)
+    elif (cnp.PyArray_DATA(xa) != cnp.PyArray_DATA(y)) and _overlaps(xa, y):
+        # Partial overlap would read values already overwritten; exact
+        # aliasing (out=x) is safe and stays in place.
+        xa = xa.copy()
+
+    if batch * channels * spatial == 0:
+        return y if target is None else target
+
+    cdef gncpu_status status
+    cdef int threads = _num_threads
+    cdef const void* wp = NULL if w is None else cnp.PyArray_DATA(<cnp.ndarray>w)
+    cdef const void* bp = NULL if b is None else cnp.PyArray_DATA(<cnp.ndarray>b)
+    cdef void* xp = cnp.PyArray_DATA(xa)
+    cdef void* yp = cnp.PyArray_DATA(y)
+    with nogil:
+        if typenum == cnp.NPY_FLOAT32:
+            status = gncpu_group_norm_f32(<const float*>xp, <float*>yp, batch, channels,
+                                          spatial, groups, <const float*>wp,
+                                          <const float*>bp, eps_value, threads)
+        else:
+            status = gncpu_group_norm_f64(<const double*>xp, <double*>yp, batch, channels,
+                                          spatial, groups, <const double*>wp,
+                                          <const double*>bp, eps_value, threads)
+    if status != GNCPU_OK:
+        _raise_status(status)
+    if target is not None:
+        target[...] = y
+        return target
+    return y
+
+
+def _group_norm_via_float32(cnp.ndarray x, num_groups, weight, bias, eps, out):
+    # float16 is computed in float32 and rounded once at the end.
+    if out is not None:
+        _check_out(out, x, np.dtype(np.float16))
+    y = group_norm(x.astype(np.float32), num_groups, weight, bias, eps)
+    if out is None:
+        return y.astype(np.float16)
+    out[...] = y
+    return out
+
+
+# ------------------------------------------------------------------ threads
+
+def set_num_threads(n):
+    """Set the number of threads gncpu's kernels may use (>= 1)."""
+    global _num_threads
+    if isinstance(n, (bool, np.bool_)):
+        raise TypeError("the thread count must be an integer, got a bool")
+    try:
+        value = operator.index(n)
+    except TypeError:
+        raise TypeError(f"the thread count must be an integer, got {type(n).__name__}") from None
+    if value < 1 or value > _MAX_THREADS:
+        raise ValueError(f"the thread count must be in [1, {_MAX_THREADS}], got {value}")
+    _num_threads = value
+
+
+def get_num_threads():
+    """The number of threads gncpu's kernels may use."""
+    return _num_threads
+
+
+def openmp_enabled():
+    """True when this build of gncpu was compiled with OpenMP."""
+    return bool(gncpu_openmp_enabled())
+
+
+def _omp_max_threads():
+    return gncpu_omp_max_threads()
+
+
+# --------------------------------------------------------------------- ISAs
+
+def _isa_names(predicate):
+    return tuple(gncpu_isa_name(i).decode() for i in range(GNCPU_ISA_COUNT) if predicate(i))
+
+
+def compiled_isas():
+    """The kernels built into this binary, whether or not this CPU runs them."""
+    return _isa_names(gncpu_isa_compiled)
+
+
+def supported_isas():
+    """The kernels this build has and this CPU can run; "scalar" is always one."""
+    return _isa_names(gncpu_isa_supported)
+
+
+def isa():
+    """The name of the kernel in use."""
+    return gncpu_isa_name(gncpu_active_isa()).decode()
+
+
+def set_isa(name):
+    """Switch to the kernel ``name``; ValueError unless it is in supported_isas()."""
+    if not isinstance(name, str):
+        raise TypeError(f"ISA name must be a str, got {type(name).__name__}")
+    for i in range(GNCPU_ISA_COUNT):
+        if gncpu_isa_name(i).decode() == name:
+            if gncpu_set_isa(i) == GNCPU_OK:
+                return
+            break
+    raise ValueError(
+        f"ISA {name!r} is not supported here; supported: {', '.join(supported_isas())}")
+
+
+def build_info():
+    """How this binary was built and what it runs here."""
+    return {
+        "compiler": GNCPU_BUILD_COMPILER.decode(),
+        "flags": GNCPU_BUILD_FLAGS.decode(),
+        "openmp": openmp_enabled(),
+        "compiled_isas": compiled_isas(),
+        "supported_isas": supported_isas(),
+        "active_isa": isa(),
+        "cache_budget_bytes": gncpu_cache_budget_bytes(),
+    }
+
+
+# ------------------------------------------------------- for tests and bench
+
+def _parallel_copy(cnp.ndarray dst, cnp.ndarray src):
+    """dst[...] = src with the kernels' threading: the benchmark floor."""
+    if not (cnp.PyArray_IS_C_CONTIGUOUS(dst) and cnp.PyArray_IS_C_CONTIGUOUS(src)):
+        raise ValueError("both arrays must be C-contiguous")
+    if cnp.PyArray_NBYTES(dst) != cnp.PyArray_NBYTES(src) or not cnp.PyArray_ISWRITEABLE(dst):
+        raise ValueError("dst must be writable and as large as src")
+    cdef void* d = cnp.PyArray_DATA(dst)
+    cdef const void* s = cnp.PyArray_DATA(src)
+    cdef size_t n = cnp.PyArray_NBYTES(src)
+    cdef int threads = _num_threads
+    with nogil:
+        gncpu_parallel_copy(d, s, n, threads)
+
+
+def _set_tuning(cache_budget_bytes=0, min_elements_per_thread=0):
+    """Force scheduling thresholds (0 = default): lets tests reach every path."""
+    gncpu_set_tuning(cache_budget_bytes, min_elements_per_thread)

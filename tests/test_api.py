@@ -1,0 +1,123 @@
+"""The rest of the public API: dispatch, build info, GroupNorm, python -m gncpu."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import gncpu
+from gncpu import reference
+
+from conftest import max_error, random_input
+
+
+def test_isa_introspection():
+    supported = gncpu.supported_isas()
+    assert "scalar" in supported
+    assert set(supported) <= set(gncpu.compiled_isas())
+    assert set(gncpu.compiled_isas()) <= {"scalar", "avx2", "avx512", "neon"}
+    assert gncpu.isa() in supported
+
+
+def test_default_isa_is_the_best_supported():
+    order = ["avx512", "avx2", "neon", "scalar"]
+    best = next(name for name in order if name in gncpu.supported_isas())
+    result = subprocess.run(
+        [sys.executable, "-c", "import gncpu; print(gncpu.isa())"],
+        capture_output=True, text=True, timeout=60,
+        env={k: v for k, v in __import__("os").environ.items() if k != "GNCPU_ISA"})
+    assert result.stdout.strip() == best
+
+
+def test_set_isa(isa):
+    assert gncpu.isa() == isa
+
+
+@pytest.mark.parametrize("name,error", [("sse9", ValueError), ("", ValueError),
+                                        ("AVX2", ValueError), (2, TypeError)])
+def test_set_isa_rejects_unknown(name, error):
+    before = gncpu.isa()
+    with pytest.raises(error):
+        gncpu.set_isa(name)
+    assert gncpu.isa() == before
+
+
+def test_set_isa_rejects_compiled_but_unsupported():
+    missing = set(gncpu.compiled_isas()) - set(gncpu.supported_isas())
+    if not missing:
+        pytest.skip("this CPU runs every compiled kernel")
+    for name in missing:
+        with pytest.raises(ValueError, match="not supported"):
+            gncpu.set_isa(name)
+
+
+@pytest.mark.parametrize("name", ["scalar", "avx512", "bogus"])
+def test_gncpu_isa_environment_variable(name):
+    code = "import warnings, gncpu; print(gncpu.isa())"
+    import os
+    env = dict(os.environ, GNCPU_ISA=name)
+    result = subprocess.run([sys.executable, "-W", "always", "-c", code], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    if name in gncpu.supported_isas():
+        assert result.stdout.strip() == name
+    else:
+        assert "not supported" in result.stderr
+        assert result.stdout.strip() in gncpu.supported_isas()
+
+
+def test_build_info():
+    info = gncpu.build_info()
+    assert info["openmp"] == gncpu.openmp_enabled()
+    assert info["active_isa"] == gncpu.isa()
+    assert "scalar" in info["compiled_isas"]
+    assert isinstance(info["compiler"], str) and isinstance(info["flags"], str)
+
+
+def test_group_norm_module(rng):
+    layer = gncpu.GroupNorm(4, 8)
+    assert layer.weight.dtype == np.float32 and layer.bias.dtype == np.float32
+    np.testing.assert_array_equal(layer.weight, np.ones(8))
+    np.testing.assert_array_equal(layer.bias, np.zeros(8))
+    layer.weight[:] = rng.uniform(0.5, 1.5, 8)
+    layer.bias[:] = rng.standard_normal(8)
+    x = random_input(rng, (2, 8, 6, 6))
+    expected = reference.group_norm(x, 4, layer.weight, layer.bias, 1e-5)
+    assert max_error(layer(x), expected) <= 1e-5
+    out = np.empty_like(x)
+    assert layer(x, out=out) is out
+    assert max_error(layer(x.astype(np.float64)), expected) <= 1e-6
+    assert "GroupNorm(4, 8" in repr(layer)
+
+
+def test_group_norm_module_without_affine(rng):
+    layer = gncpu.GroupNorm(2, 6, eps=1e-3, affine=False)
+    assert layer.weight is None and layer.bias is None
+    x = random_input(rng, (3, 6, 5))
+    assert max_error(layer(x), reference.group_norm(x, 2, eps=1e-3)) <= 1e-5
+
+
+@pytest.mark.parametrize("args,error", [
+    ((3, 8), ValueError), ((0, 8), ValueError), ((4, -8), ValueError),
+    ((4.0, 8), TypeError), ((4, "8"), TypeError),
+])
+def test_group_norm_module_rejects(args, error):
+    with pytest.raises(error):
+        gncpu.GroupNorm(*args)
+    with pytest.raises(ValueError):
+        gncpu.GroupNorm(2, 4, eps=-1.0)
+
+
+def test_group_norm_module_checks_channels(rng):
+    layer = gncpu.GroupNorm(2, 8, affine=False)
+    with pytest.raises(ValueError, match="8 channels"):
+        layer(random_input(rng, (2, 4, 3)))
+
+
+def test_python_dash_m():
+    result = subprocess.run([sys.executable, "-m", "gncpu"], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for text in ["active ISA", "OpenMP", "threads", "ok", "copy (floor)", "GB/s"]:
+        assert text in result.stdout
