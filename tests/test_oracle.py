@@ -213,3 +213,20 @@ def test_isas_agree_with_each_other(rng):
         assert max_error(y, expected) <= 1e-5, f"{name} diverges from the oracle"
         for other, z in results.items():
             assert max_error(y, z) <= 2e-6, f"{name} and {other} disagree"
+
+
+@pytest.mark.parametrize("case", ["channel offsets", "outliers at block starts", "ramp"])
+def test_adversarial_layouts(isa, schedule, rng, case):
+    """Data that defeats a cheap estimate of the mean: the statistics pass must
+    notice and fall back to the exact two-pass sums."""
+    if case == "channel offsets":
+        x = rng.standard_normal((1, 64, 50, 50)) * 0.01 + rng.uniform(-1e4, 1e4, (1, 64, 1, 1))
+    elif case == "outliers at block starts":
+        index = np.arange(2 * 8 * 4096).reshape(2, 8, 4096)
+        x = np.where(index % 2048 < 8, 1e4, 0.0) + rng.standard_normal((2, 8, 4096))
+    else:
+        x = np.linspace(-5e3, 5e3, 2 * 8 * 3000).reshape(2, 8, 3000)
+    x = x.astype(np.float32)
+    groups = 32 if x.shape[1] == 64 else 2
+    y = gncpu.group_norm(x, groups)
+    assert max_error(y, reference.group_norm(x, groups)) <= 1e-5

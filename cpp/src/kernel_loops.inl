@@ -10,13 +10,18 @@
 //
 // Why the statistics are computed the way they are: see cpp/README.md.
 
+// Pairwise, in double: a short dependency chain (log2(width) adds), and a
+// fixed order, so the result never depends on anything but the lanes.
 template <class L>
 inline double lanes_sum(typename L::V v) {
     alignas(64) typename L::T lanes[L::width];
     L::store(lanes, v);
-    double sum = 0.0;
-    for (int i = 0; i < L::width; ++i) sum += static_cast<double>(lanes[i]);
-    return sum;
+    double partial[L::width];
+    for (int i = 0; i < L::width; ++i) partial[i] = static_cast<double>(lanes[i]);
+    for (int step = 1; step < L::width; step *= 2) {
+        for (int i = 0; i + step < L::width; i += 2 * step) partial[i] += partial[i + step];
+    }
+    return partial[0];
 }
 
 // Tails go through a full-width vector so that every element sees exactly the
@@ -35,32 +40,18 @@ inline void store_partial(typename L::T* p, typename L::V v, int64_t n) {
     for (int64_t i = 0; i < n; ++i) p[i] = buf[i];
 }
 
-// Two passes over a block small enough to stay in L1: the first, from memory,
-// finds a center close to the mean; the second, from L1, sums deviations from
-// that center, so the rounding error scales with the spread of the data, not
-// with its offset (a float32 E[x^2]-E[x]^2 is NaN-prone at mean 1e4).
+// Sums of deviations from `center`, vector lanes in T, reduced in double.
+// The rounding error of these sums scales with the spread of the data about
+// the center, not with its offset (a float32 E[x^2]-E[x]^2 is NaN-prone at mean
+// 1e4), as long as the center is close to the mean: see block_moments.
 template <class L>
-BlockMoments block_moments(const typename L::T* x, int64_t n) {
-    using T = typename L::T;
+BlockMoments centered_moments(const typename L::T* x, int64_t n, typename L::T center,
+                              double inv_count) {
     using V = typename L::V;
     constexpr int64_t W = L::width;
-
-    V sum0 = L::zero(), sum1 = L::zero(), sum2 = L::zero(), sum3 = L::zero();
-    int64_t i = 0;
-    for (; i + 4 * W <= n; i += 4 * W) {
-        sum0 = L::add(sum0, L::load(x + i));
-        sum1 = L::add(sum1, L::load(x + i + W));
-        sum2 = L::add(sum2, L::load(x + i + 2 * W));
-        sum3 = L::add(sum3, L::load(x + i + 3 * W));
-    }
-    for (; i + W <= n; i += W) sum0 = L::add(sum0, L::load(x + i));
-    double sum = lanes_sum<L>(L::add(L::add(sum0, sum1), L::add(sum2, sum3)));
-    for (; i < n; ++i) sum += static_cast<double>(x[i]);
-    const T center = static_cast<T>(sum / static_cast<double>(n));
-
     const V center_v = L::set1(center);
     V dev0 = L::zero(), dev1 = L::zero(), sq0 = L::zero(), sq1 = L::zero();
-    i = 0;
+    int64_t i = 0;
     for (; i + 2 * W <= n; i += 2 * W) {
         const V d0 = L::sub(L::load(x + i), center_v);
         const V d1 = L::sub(L::load(x + i + W), center_v);
@@ -81,14 +72,42 @@ BlockMoments block_moments(const typename L::T* x, int64_t n) {
         dev += d;
         sq += d * d;
     }
-    const double count = static_cast<double>(n);
     BlockMoments moments;
-    moments.mean = static_cast<double>(center) + dev / count;
+    moments.mean = static_cast<double>(center) + dev * inv_count;
     // Corrected two-pass formula; the clamp keeps rounding from making a
     // constant block's M2 negative (NaN passes through: NaN < 0 is false).
-    const double m2 = sq - dev * dev / count;
+    const double m2 = sq - dev * dev * inv_count;
     moments.m2 = m2 < 0.0 ? 0.0 : m2;
     return moments;
+}
+
+// One streaming pass per block in the common case.  The center is the mean
+// of the block's first vector: the error of M2 is about eps * n*(mean-center)^2,
+// so the pass is kept when n*(mean-center)^2 <= kMaxShiftRatio * M2, i.e. the
+// center is within a few standard deviations of the block's mean.  Otherwise
+// (a block starting with outliers or a channel boundary) the block, now in L1,
+// is summed again about the mean just found: the exact two-pass result.  The
+// choice depends on the block's values only, so results stay independent of
+// the thread count.  A constant block gives center == x exactly, M2 == 0.
+template <class L>
+BlockMoments block_moments(const typename L::T* x, int64_t n) {
+    using T = typename L::T;
+    constexpr int64_t W = L::width;
+    constexpr double kMaxShiftRatio = 16.0;
+    // One division per block: small groups are latency-bound on these.
+    const double inv_count = 1.0 / static_cast<double>(n);
+    const int64_t head = n < W ? n : W;
+    double head_sum = 0.0;
+    if (head == W) {
+        head_sum = lanes_sum<L>(L::load(x));
+    } else {
+        for (int64_t i = 0; i < head; ++i) head_sum += static_cast<double>(x[i]);
+    }
+    const T center = static_cast<T>(head_sum / static_cast<double>(head));
+    const BlockMoments first = centered_moments<L>(x, n, center, inv_count);
+    const double shift = first.mean - static_cast<double>(center);
+    if (!(static_cast<double>(n) * shift * shift > kMaxShiftRatio * first.m2)) return first;
+    return centered_moments<L>(x, n, static_cast<T>(first.mean), inv_count);
 }
 
 template <class L>

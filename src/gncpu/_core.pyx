@@ -34,6 +34,10 @@ cdef inline bint _is_native_float_array(object a, int typenum):
 
 
 cdef cnp.ndarray _as_float_array(object x):
+    if cnp.PyArray_Check(x):
+        typenum = cnp.PyArray_TYPE(<cnp.ndarray>x)
+        if typenum == cnp.NPY_FLOAT32 or typenum == cnp.NPY_FLOAT64:
+            return <cnp.ndarray>x  # the common case, without Python-level checks
     cdef cnp.ndarray arr = x if cnp.PyArray_Check(x) else np.asarray(x)
     if arr.dtype.kind != "f":
         raise TypeError(
@@ -44,6 +48,11 @@ cdef cnp.ndarray _as_float_array(object x):
 
 
 cdef int64_t _as_groups(object num_groups, int64_t channels) except -1:
+    cdef int64_t fast
+    if type(num_groups) is int and 0 < num_groups <= 2**62:
+        fast = num_groups
+        if channels % fast == 0:
+            return fast
     if isinstance(num_groups, (bool, np.bool_)):
         raise TypeError("num_groups must be an integer, got a bool")
     try:
@@ -60,9 +69,14 @@ cdef int64_t _as_groups(object num_groups, int64_t channels) except -1:
 
 
 cdef double _as_eps(object eps) except? -1.0:
+    cdef double value
+    if type(eps) is float:
+        value = eps
+        if value >= 0.0 and value != float("inf"):
+            return value
     if isinstance(eps, (str, bytes)) or not isinstance(eps, numbers.Real):
         raise TypeError(f"eps must be a real number, got {type(eps).__name__}")
-    cdef double value = float(eps)
+    value = float(eps)
     if not (value >= 0.0) or value == float("inf"):
         raise ValueError(f"eps must be finite and non-negative, got {eps!r}")
     return value
@@ -127,10 +141,11 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, *, out=None):
         raise ValueError(
             f"x must have shape (N, C, *spatial), got shape {(<object>xa).shape}")
 
-    if xa.dtype.itemsize == 2:
+    cdef int itemsize = cnp.PyArray_ITEMSIZE(xa)
+    if itemsize == 2:
         return _group_norm_via_float32(xa, num_groups, weight, bias, eps, out)
 
-    cdef int typenum = cnp.NPY_FLOAT32 if xa.dtype.itemsize == 4 else cnp.NPY_FLOAT64
+    cdef int typenum = cnp.NPY_FLOAT32 if itemsize == 4 else cnp.NPY_FLOAT64
     cdef int64_t batch = xa.shape[0]
     cdef int64_t channels = xa.shape[1]
     cdef int64_t spatial = 1
