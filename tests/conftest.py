@@ -21,17 +21,21 @@ def restore_threads():
     gncpu.set_num_threads(previous)
 
 
-@pytest.fixture(params=["default", "split"])
+@pytest.fixture(params=["default", "split", "streaming"])
 def schedule(request):
-    """'split' shrinks the cache budget and the per-thread minimum so that small
+    """Runs the test under each scheduling path.
+
+    'split' shrinks the cache budget and the per-thread minimum so that small
     test tensors take the path that cuts groups across threads, with an uneven
     thread count so that batches hold several groups."""
     threads = gncpu.get_num_threads()
     if request.param == "split":
         _core._set_tuning(cache_budget_bytes=4096, min_elements_per_thread=64)
         gncpu.set_num_threads(3)
+    elif request.param == "streaming":  # non-temporal stores, as for huge outputs
+        _core._set_tuning(streaming_threshold_bytes=1)
     yield request.param
-    _core._set_tuning(0, 0)
+    _core._set_tuning(0, 0, 0)
     gncpu.set_num_threads(threads)
 
 

@@ -114,4 +114,13 @@ int64_t l2_cache_bytes() {
     return kDefault;
 }
 
+int64_t l3_cache_bytes() {
+    constexpr int64_t kDefault = 16 * 1024 * 1024;
+#if defined(__linux__) && defined(_SC_LEVEL3_CACHE_SIZE)
+    const long reported = sysconf(_SC_LEVEL3_CACHE_SIZE);
+    if (reported >= 1024 * 1024 && reported <= 4096LL * 1024 * 1024) return reported;
+#endif
+    return kDefault;
+}
+
 }  // namespace gncpu

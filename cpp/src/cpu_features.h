@@ -18,6 +18,9 @@ const CpuFeatures& cpu_features();
 // otherwise a conservative default.
 int64_t l2_cache_bytes();
 
+// Bytes of last-level cache, likewise.
+int64_t l3_cache_bytes();
+
 }  // namespace gncpu
 
 #endif  // GNCPU_CPU_FEATURES_H

@@ -18,6 +18,7 @@ struct F32 {
     static V set1(T v) { return _mm256_set1_ps(v); }
     static V load(const T* p) { return _mm256_loadu_ps(p); }
     static void store(T* p, V v) { _mm256_storeu_ps(p, v); }
+    static void stream(T* p, V v) { _mm256_stream_ps(p, v); }  // p 32-byte aligned
     static V add(V a, V b) { return _mm256_add_ps(a, b); }
     static V sub(V a, V b) { return _mm256_sub_ps(a, b); }
     static V mul_add(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
@@ -31,10 +32,14 @@ struct F64 {
     static V set1(T v) { return _mm256_set1_pd(v); }
     static V load(const T* p) { return _mm256_loadu_pd(p); }
     static void store(T* p, V v) { _mm256_storeu_pd(p, v); }
+    static void stream(T* p, V v) { _mm256_stream_pd(p, v); }
     static V add(V a, V b) { return _mm256_add_pd(a, b); }
     static V sub(V a, V b) { return _mm256_sub_pd(a, b); }
     static V mul_add(V a, V b, V c) { return _mm256_fmadd_pd(a, b, c); }
 };
+
+// Orders streaming (non-temporal) stores before the call returns.
+inline void fence_streams() { _mm_sfence(); }
 
 #include "kernel_loops.inl"
 

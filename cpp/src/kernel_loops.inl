@@ -3,7 +3,9 @@
 // Included by kernel_<isa>.cpp *inside an anonymous namespace*, after that
 // file has defined two lane types, F32 and F64, each providing:
 //   T, V, width, zero(), set1(T), load(const T*), store(T*, V),
-//   add(V, V), sub(V, V), mul_add(a, b, c) = a*b + c.
+//   stream(T*, V) (a non-temporal store to a width-aligned address, or a plain
+//   store where the ISA has none), add(V, V), sub(V, V), mul_add(a, b, c) = a*b + c,
+// and a function fence_streams() that orders streaming stores.
 // Everything here therefore has internal linkage in each ISA's object, and it
 // must not call inline library templates (std::min and friends), which would
 // be shared between objects compiled for different ISAs.
@@ -50,23 +52,32 @@ BlockMoments centered_moments(const typename L::T* x, int64_t n, typename L::T c
     using V = typename L::V;
     constexpr int64_t W = L::width;
     const V center_v = L::set1(center);
-    V dev0 = L::zero(), dev1 = L::zero(), sq0 = L::zero(), sq1 = L::zero();
+    // Four independent accumulators per sum: an FMA has 4 cycles of latency,
+    // and with fewer chains the loop waits on them instead of on memory.
+    V dev0 = L::zero(), dev1 = L::zero(), dev2 = L::zero(), dev3 = L::zero();
+    V sq0 = L::zero(), sq1 = L::zero(), sq2 = L::zero(), sq3 = L::zero();
     int64_t i = 0;
-    for (; i + 2 * W <= n; i += 2 * W) {
+    for (; i + 4 * W <= n; i += 4 * W) {
         const V d0 = L::sub(L::load(x + i), center_v);
         const V d1 = L::sub(L::load(x + i + W), center_v);
+        const V d2 = L::sub(L::load(x + i + 2 * W), center_v);
+        const V d3 = L::sub(L::load(x + i + 3 * W), center_v);
         dev0 = L::add(dev0, d0);
         dev1 = L::add(dev1, d1);
+        dev2 = L::add(dev2, d2);
+        dev3 = L::add(dev3, d3);
         sq0 = L::mul_add(d0, d0, sq0);
         sq1 = L::mul_add(d1, d1, sq1);
+        sq2 = L::mul_add(d2, d2, sq2);
+        sq3 = L::mul_add(d3, d3, sq3);
     }
     for (; i + W <= n; i += W) {
         const V d0 = L::sub(L::load(x + i), center_v);
         dev0 = L::add(dev0, d0);
         sq0 = L::mul_add(d0, d0, sq0);
     }
-    double dev = lanes_sum<L>(L::add(dev0, dev1));
-    double sq = lanes_sum<L>(L::add(sq0, sq1));
+    double dev = lanes_sum<L>(L::add(L::add(dev0, dev1), L::add(dev2, dev3)));
+    double sq = lanes_sum<L>(L::add(L::add(sq0, sq1), L::add(sq2, sq3)));
     for (; i < n; ++i) {
         const double d = static_cast<double>(x[i]) - static_cast<double>(center);
         dev += d;
@@ -111,40 +122,72 @@ BlockMoments block_moments(const typename L::T* x, int64_t n) {
 }
 
 template <class L>
+inline typename L::V normalize_lanes(typename L::V v, typename L::V center,
+                                     typename L::V scale, typename L::V offset) {
+    return L::mul_add(L::sub(v, center), scale, offset);
+}
+
+// kStream: the output is larger than the last-level cache, so it is written
+// with non-temporal stores (no read-for-ownership of y, no eviction of x).
+// The head up to the first aligned address goes through a partial vector:
+// the same lane arithmetic, so every element's value is the same either way.
+template <class L, bool kStream>
 void normalize_rows(const typename L::T* x, typename L::T* y, int64_t rows,
                     int64_t row_len, typename L::T center,
                     const typename L::T* scale, const typename L::T* offset) {
+    using T = typename L::T;
     using V = typename L::V;
     constexpr int64_t W = L::width;
+    constexpr uintptr_t kAlign = sizeof(T) * W;
     const V center_v = L::set1(center);
     for (int64_t r = 0; r < rows; ++r) {
-        const typename L::T* xr = x + r * row_len;
-        typename L::T* yr = y + r * row_len;
+        const T* xr = x + r * row_len;
+        T* yr = y + r * row_len;
         const V scale_v = L::set1(scale[r]);
         const V offset_v = L::set1(offset[r]);
         int64_t i = 0;
+        if (kStream) {
+            const uintptr_t misalign = reinterpret_cast<uintptr_t>(yr) % kAlign;
+            if (misalign % sizeof(T) == 0 && misalign != 0) {
+                int64_t head = static_cast<int64_t>((kAlign - misalign) / sizeof(T));
+                if (head > row_len) head = row_len;
+                store_partial<L>(yr, normalize_lanes<L>(load_partial<L>(xr, head), center_v,
+                                                        scale_v, offset_v), head);
+                i = head;
+            }
+            if (reinterpret_cast<uintptr_t>(yr + i) % kAlign == 0) {
+                for (; i + W <= row_len; i += W) {
+                    L::stream(yr + i, normalize_lanes<L>(L::load(xr + i), center_v, scale_v,
+                                                         offset_v));
+                }
+            }
+        }
         for (; i + 4 * W <= row_len; i += 4 * W) {
             const V x0 = L::load(xr + i), x1 = L::load(xr + i + W);
             const V x2 = L::load(xr + i + 2 * W), x3 = L::load(xr + i + 3 * W);
-            L::store(yr + i, L::mul_add(L::sub(x0, center_v), scale_v, offset_v));
-            L::store(yr + i + W, L::mul_add(L::sub(x1, center_v), scale_v, offset_v));
-            L::store(yr + i + 2 * W, L::mul_add(L::sub(x2, center_v), scale_v, offset_v));
-            L::store(yr + i + 3 * W, L::mul_add(L::sub(x3, center_v), scale_v, offset_v));
+            L::store(yr + i, normalize_lanes<L>(x0, center_v, scale_v, offset_v));
+            L::store(yr + i + W, normalize_lanes<L>(x1, center_v, scale_v, offset_v));
+            L::store(yr + i + 2 * W, normalize_lanes<L>(x2, center_v, scale_v, offset_v));
+            L::store(yr + i + 3 * W, normalize_lanes<L>(x3, center_v, scale_v, offset_v));
         }
         for (; i + W <= row_len; i += W) {
-            L::store(yr + i, L::mul_add(L::sub(L::load(xr + i), center_v), scale_v, offset_v));
+            L::store(yr + i, normalize_lanes<L>(L::load(xr + i), center_v, scale_v, offset_v));
         }
         if (i < row_len) {
             const V v = load_partial<L>(xr + i, row_len - i);
-            store_partial<L>(yr + i, L::mul_add(L::sub(v, center_v), scale_v, offset_v),
+            store_partial<L>(yr + i, normalize_lanes<L>(v, center_v, scale_v, offset_v),
                              row_len - i);
         }
     }
+    if (kStream) fence_streams();
 }
 
 // The table each ISA exports, as a constant expression (see kernel_table.h).
-#define GNCPU_KERNEL_TABLE_INIT(ns, isa_name)                                 \
-    {                                                                          \
-        isa_name, {&ns::block_moments<ns::F32>, &ns::normalize_rows<ns::F32>}, \
-        {&ns::block_moments<ns::F64>, &ns::normalize_rows<ns::F64>}            \
+#define GNCPU_KERNEL_TABLE_INIT(ns, isa_name)                                  \
+    {                                                                           \
+        isa_name,                                                               \
+            {&ns::block_moments<ns::F32>, &ns::normalize_rows<ns::F32, false>,  \
+             &ns::normalize_rows<ns::F32, true>},                               \
+            {&ns::block_moments<ns::F64>, &ns::normalize_rows<ns::F64, false>,  \
+             &ns::normalize_rows<ns::F64, true>}                                \
     }

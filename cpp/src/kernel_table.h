@@ -30,6 +30,11 @@ struct KernelsFor {
     // use the same lane arithmetic as full vectors.
     void (*normalize_rows)(const T* x, T* y, int64_t rows, int64_t row_len,
                            T center, const T* scale, const T* offset);
+
+    // The same, bitwise, with non-temporal stores where the ISA has them: for
+    // outputs larger than the last-level cache.
+    void (*normalize_rows_streaming)(const T* x, T* y, int64_t rows, int64_t row_len,
+                                     T center, const T* scale, const T* offset);
 };
 
 struct KernelTable {

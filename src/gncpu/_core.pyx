@@ -307,6 +307,6 @@ def _parallel_copy(cnp.ndarray dst, cnp.ndarray src):
         gncpu_parallel_copy(d, s, n, threads)
 
 
-def _set_tuning(cache_budget_bytes=0, min_elements_per_thread=0):
+def _set_tuning(cache_budget_bytes=0, min_elements_per_thread=0, streaming_threshold_bytes=0):
     """Force scheduling thresholds (0 = default): lets tests reach every path."""
-    gncpu_set_tuning(cache_budget_bytes, min_elements_per_thread)
+    gncpu_set_tuning(cache_budget_bytes, min_elements_per_thread, streaming_threshold_bytes)

@@ -69,7 +69,8 @@ int gncpu_omp_max_threads(void);            /* 1 without OpenMP */
 /* Scheduling knobs, for tests that must reach every code path on a small
  * machine.  Zero restores the default.  Not for production use. */
 void gncpu_set_tuning(int64_t cache_budget_bytes,
-                      int64_t min_elements_per_thread);
+                      int64_t min_elements_per_thread,
+                      int64_t streaming_threshold_bytes);
 int64_t gncpu_cache_budget_bytes(void);
 
 #ifdef __cplusplus

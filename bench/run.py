@@ -1,0 +1,355 @@
+"""gncpu's benchmark harness: GroupNorm against a copy (the floor) and the peers.
+
+    python bench/run.py                          # the model-shape suite, float32
+    python bench/run.py --threads 1,2 --json bench/results/latest.json --plot gn.png
+    python bench/run.py --shape 1x320x64x64:32 --dtype float64 --isa scalar
+
+For every shape, each implementation is timed at the same thread count (warm-up,
+seeded data, median of --rounds samples, a pause between implementations so
+one library's spinning threads do not slow the next), and its output is
+checked against the float64 oracle. Peers that are not installed
+are skipped with a note: PyTorch, ONNX Runtime, OpenVINO.
+"""
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+import gncpu
+from gncpu import reference
+from gncpu._core import _parallel_copy
+
+SUITE = [  # (name, shape, groups)
+    ("SD U-Net 64", (1, 320, 64, 64), 32),
+    ("SD U-Net 32", (2, 640, 32, 32), 32),
+    ("SD U-Net 16", (2, 1280, 16, 16), 32),
+    ("SD VAE 128", (1, 512, 128, 128), 32),
+    ("SD VAE 256", (1, 256, 256, 256), 32),
+    ("SD VAE 512", (1, 128, 512, 512), 32),
+    ("FPN", (2, 256, 100, 152), 32),
+    ("CNN small batch", (8, 64, 56, 56), 8),
+    ("tiny", (1, 32, 8, 8), 32),
+]
+EPS = 1e-5
+
+
+# ------------------------------------------------------------- implementations
+# Each factory takes (x, groups, weight, bias, threads) and returns a
+# zero-argument callable producing the output as a NumPy array, or raises
+# ImportError when its package is missing.
+
+def make_gncpu_out(x, groups, weight, bias, threads):
+    out = np.empty_like(x)
+    return lambda: gncpu.group_norm(x, groups, weight, bias, EPS, out=out)
+
+
+def make_gncpu_alloc(x, groups, weight, bias, threads):
+    return lambda: gncpu.group_norm(x, groups, weight, bias, EPS)
+
+
+def make_copy(x, groups, weight, bias, threads):
+    out = np.empty_like(x)
+
+    def run():
+        _parallel_copy(out, x)
+        return None
+    return run
+
+
+def make_numpy(x, groups, weight, bias, threads):
+    per_channel = (1, x.shape[1]) + (1,) * (x.ndim - 2)
+    w = weight.reshape(per_channel)
+    b = bias.reshape(per_channel)
+
+    def run():  # what a NumPy user writes, in x's dtype
+        g = x.reshape(x.shape[0], groups, -1)
+        mean = g.mean(axis=-1, keepdims=True)
+        var = g.var(axis=-1, keepdims=True)
+        return ((g - mean) / np.sqrt(var + EPS)).reshape(x.shape) * w + b
+    return run
+
+
+def make_torch(x, groups, weight, bias, threads):
+    import torch
+    torch.set_num_threads(threads)
+    tx, tw, tb = (torch.from_numpy(a) for a in (x, weight, bias))
+    fn = torch.nn.functional.group_norm
+
+    def run():
+        with torch.inference_mode():
+            return fn(tx, groups, tw, tb, EPS).numpy()
+    return run
+
+
+def make_onnxruntime(x, groups, weight, bias, threads):
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    elem = TensorProto.FLOAT if x.dtype == np.float32 else TensorProto.DOUBLE
+    node = helper.make_node("GroupNormalization", ["X", "scale", "bias"], ["Y"],
+                            epsilon=EPS, num_groups=groups)
+    graph = helper.make_graph(
+        [node], "gn",
+        [helper.make_tensor_value_info("X", elem, list(x.shape))],
+        [helper.make_tensor_value_info("Y", elem, list(x.shape))],
+        initializer=[numpy_helper.from_array(weight, "scale"),
+                     numpy_helper.from_array(bias, "bias")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    model.ir_version = min(model.ir_version, 10)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    # No busy-waiting after a run, so it does not slow whatever runs next.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = ort.InferenceSession(model.SerializeToString(), options,
+                                   providers=["CPUExecutionProvider"])
+    _ = onnx  # imported to fail early when onnx is missing
+    return lambda: session.run(None, {"X": x})[0]
+
+
+def make_openvino(x, groups, weight, bias, threads):
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    if x.dtype != np.float32:
+        raise ImportError("the OpenVINO CPU plugin computes GroupNorm in float32 only")
+    data = ops.parameter(list(x.shape), ov.Type.f32, name="x")
+    node = ops.group_normalization(data, ops.constant(weight), ops.constant(bias),
+                                   num_groups=groups, epsilon=EPS)
+    model = ov.Model([node], [data], "gn")
+    compiled = ov.Core().compile_model(model, "CPU", {
+        "INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads})
+    request = compiled.create_infer_request()
+
+    def run():
+        request.infer({0: x}, share_inputs=True)
+        return request.get_output_tensor(0).data
+    return run
+
+
+IMPLEMENTATIONS = [  # (name, factory, is a peer)
+    ("copy", make_copy, False),
+    ("gncpu out=", make_gncpu_out, False),
+    ("gncpu", make_gncpu_alloc, False),
+    ("numpy", make_numpy, True),
+    ("torch", make_torch, True),
+    ("onnxruntime", make_onnxruntime, True),
+    ("openvino", make_openvino, True),
+]
+
+
+# ------------------------------------------------------------------ timing
+
+def time_each(runs, rounds, min_sample_s=2e-3, settle_s=0.2):
+    """Median seconds per call of each callable.  Each sample loops enough calls
+    to last min_sample_s.  Implementations run one after another with a pause
+    between them: every runtime's thread pool spins for a while after a call,
+    and on a small machine interleaving would charge one library for another's
+    spinning threads."""
+    medians = {}
+    for name, fn in runs.items():
+        time.sleep(settle_s)
+        for _ in range(3):  # warm-up: page faults, thread pools, JIT
+            fn()
+        start = time.perf_counter()
+        fn()
+        once = max(time.perf_counter() - start, 1e-7)
+        loops = max(1, int(min_sample_s / once))
+        samples = []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            for _ in range(loops):
+                fn()
+            samples.append((time.perf_counter() - start) / loops)
+        medians[name] = float(np.median(samples))
+    return medians
+
+
+def parse_shape(text):
+    dims, _, groups = text.partition(":")
+    shape = tuple(int(d) for d in dims.lower().split("x"))
+    return (text, shape, int(groups) if groups else min(32, shape[1]))
+
+
+def machine_info(threads):
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    versions = {"gncpu": gncpu.__version__, "numpy": np.__version__,
+                "python": platform.python_version()}
+    for module in ("torch", "onnxruntime", "openvino"):
+        try:
+            versions[module] = __import__(module).__version__
+        except ImportError:
+            pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "isa": gncpu.isa(),
+            "supported_isas": list(gncpu.supported_isas()), "threads": threads,
+            "openmp": gncpu.openmp_enabled(), "versions": versions,
+            "platform": platform.platform()}
+
+
+def bench_shape(name, shape, groups, dtype, threads, rounds, only):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape).astype(dtype)
+    weight = rng.uniform(0.5, 1.5, shape[1]).astype(dtype)
+    bias = rng.standard_normal(shape[1]).astype(dtype)
+    expected = reference.group_norm(x, groups, weight, bias, EPS)
+    runs, errors, skipped = {}, {}, {}
+    for impl, factory, _ in IMPLEMENTATIONS:
+        if only and impl not in only and impl != "copy":
+            continue
+        try:
+            fn = factory(x, groups, weight, bias, threads)
+            y = fn()
+        except ImportError as exc:
+            skipped[impl] = str(exc) or "not installed"
+            continue
+        runs[impl] = fn
+        if y is not None:
+            errors[impl] = float(np.max(np.abs(np.asarray(y, np.float64) - expected)))
+    times = time_each(runs, rounds)
+    moved = 2 * x.nbytes
+    rows = []
+    for impl, seconds in times.items():
+        rows.append({"shape": name, "dims": list(shape), "groups": groups,
+                     "dtype": np.dtype(dtype).name, "threads": threads, "impl": impl,
+                     "seconds": seconds, "gb_per_s": moved / seconds / 1e9,
+                     "x_copy": seconds / times["copy"],
+                     "gncpu_speedup": seconds / times["gncpu"] if "gncpu" in times else None,
+                     "max_error": errors.get(impl)})
+    return rows, skipped
+
+
+def print_rows(rows):
+    print(f"  {'implementation':14s} {'time':>11s} {'GB/s':>7s} {'x copy':>7s} "
+          f"{'gncpu is':>9s} {'max error':>10s}")
+    for r in rows:
+        t = r["seconds"]
+        shown = f"{t * 1e6:8.1f} us" if t < 1e-2 else f"{t * 1e3:8.2f} ms"
+        speed = f"{r['gncpu_speedup']:7.2f}x" if r["impl"] not in ("copy", "gncpu") else ""
+        err = f"{r['max_error']:.1e}" if r["max_error"] is not None else "-"
+        print(f"  {r['impl']:14s} {shown:>11s} {r['gb_per_s']:7.1f} {r['x_copy']:7.2f} "
+              f"{speed:>9s} {err:>10s}")
+
+
+def summarize(rows):
+    """Per thread count: gncpu's geometric-mean speed-up over the fastest peer."""
+    summary = {}
+    for threads in sorted({r["threads"] for r in rows}):
+        ratios = []
+        for shape in dict.fromkeys(r["shape"] for r in rows if r["threads"] == threads):
+            sel = [r for r in rows if r["threads"] == threads and r["shape"] == shape]
+            peers = [r["seconds"] for r in sel if r["impl"] in PEERS]
+            mine = [r["seconds"] for r in sel if r["impl"] == "gncpu"]
+            if peers and mine:
+                ratios.append(min(peers) / mine[0])
+        if ratios:
+            summary[threads] = {
+                "geomean_speedup_over_fastest_peer": math.exp(np.mean(np.log(ratios))),
+                "min_speedup_over_fastest_peer": min(ratios)}
+    return summary
+
+
+PEERS = {name for name, _, is_peer in IMPLEMENTATIONS if is_peer}
+
+
+def plot(rows, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot", file=sys.stderr)
+        return
+    threads = max(r["threads"] for r in rows)
+    sel = [r for r in rows if r["threads"] == threads]
+    shapes = list(dict.fromkeys(r["shape"] for r in sel))
+    impls = [i for i in dict.fromkeys(r["impl"] for r in sel) if i != "copy"]
+    fig, ax = plt.subplots(figsize=(max(8, 1.4 * len(shapes)), 4.5))
+    width = 0.8 / max(1, len(impls))
+    for k, impl in enumerate(impls):
+        values = [next((r["gb_per_s"] for r in sel if r["shape"] == s and r["impl"] == impl), 0)
+                  for s in shapes]
+        ax.bar([i + k * width for i in range(len(shapes))], values, width, label=impl)
+    for i, s in enumerate(shapes):
+        floor = next(r["gb_per_s"] for r in sel if r["shape"] == s and r["impl"] == "copy")
+        ax.hlines(floor, i - width / 2, i + 0.8 - width / 2, colors="black", linestyles="dashed",
+                  label="copy (floor)" if i == 0 else None)
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(shapes))], shapes, rotation=20)
+    ax.set_ylabel("GB/s (read x + write y)")
+    ax.set_title(f"GroupNorm throughput, {threads} threads, {gncpu.isa()}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"plot written to {path}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shape", action="append", default=[],
+                        help="NxCxHxW[:G] (repeatable); default: the model suite")
+    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    parser.add_argument("--threads", default=str(gncpu.get_num_threads()),
+                        help="thread count, or a comma list for a sweep (e.g. 1,2,4)")
+    parser.add_argument("--isa", help="gncpu kernel to use (default: the best supported)")
+    parser.add_argument("--rounds", type=int, default=15, help="timed rounds per shape")
+    parser.add_argument("--only", help="comma list of implementations (copy always runs)")
+    parser.add_argument("--skip-large", action="store_true", help="skip shapes over 64 MiB")
+    parser.add_argument("--json", help="write the results to this file")
+    parser.add_argument("--plot", help="write a PNG plot to this file (needs matplotlib)")
+    args = parser.parse_args(argv)
+
+    if args.isa:
+        gncpu.set_isa(args.isa)
+    thread_counts = [int(t) for t in args.threads.split(",")]
+    shapes = [parse_shape(s) for s in args.shape] or SUITE
+    only = set(args.only.split(",")) if args.only else None
+    dtype = np.dtype(args.dtype)
+    info = machine_info(thread_counts)
+    print(f"gncpu benchmark: {info['cpu']} ({info['cores']} CPUs), ISA {info['isa']}, "
+          f"threads {args.threads}, {dtype.name}, OpenMP {'on' if info['openmp'] else 'off'}")
+    print("versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()))
+
+    rows, notes = [], {}
+    for threads in thread_counts:
+        gncpu.set_num_threads(threads)
+        for name, shape, groups in shapes:
+            if args.skip_large and math.prod(shape) * dtype.itemsize > 64 << 20:
+                continue
+            print(f"\n{name}: {'x'.join(map(str, shape))}, G={groups}, {threads} threads")
+            shape_rows, skipped = bench_shape(name, shape, groups, dtype, threads,
+                                              args.rounds, only)
+            notes.update(skipped)
+            print_rows(shape_rows)
+            rows += shape_rows
+    for impl, why in notes.items():
+        print(f"note: {impl} skipped ({why})")
+    summary = summarize(rows)
+    for threads, s in summary.items():
+        print(f"\n{threads} threads: gncpu vs the fastest peer per shape: geometric mean "
+              f"{s['geomean_speedup_over_fastest_peer']:.2f}x, "
+              f"worst {s['min_speedup_over_fastest_peer']:.2f}x")
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump({"machine": info, "dtype": dtype.name, "rows": rows,
+                       "summary": {str(k): v for k, v in summary.items()},
+                       "skipped": notes}, f, indent=1)
+        print(f"results written to {args.json}")
+    if args.plot:
+        plot(rows, args.plot)
+
+
+if __name__ == "__main__":
+    main()
