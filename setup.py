@@ -5,8 +5,9 @@ ISA's flags; everything else is compiled for the baseline CPU, so one binary
 runs anywhere and picks its kernel at runtime.
 
 Switches (environment variables):
-  GNCPU_NO_OPENMP=1  build without OpenMP (serial, still correct)
-  GNCPU_NATIVE=1     add -march=native to every file (not portable)
+  GNCPU_NO_OPENMP=1       build without OpenMP (serial, still correct)
+  GNCPU_NATIVE=1          add -march=native to every file (not portable)
+  GNCPU_OPENMP_PREFIX=DIR where libomp lives (macOS: include/ and lib/)
 """
 
 import os
@@ -91,7 +92,11 @@ class BuildExt(build_ext):
         if msvc:
             candidates = [(["/openmp:llvm"], []), (["/openmp"], [])]
         elif sys.platform == "darwin":
-            candidates = [(["-Xpreprocessor", "-fopenmp"], ["-lomp"]), (["-fopenmp"], ["-fopenmp"])]
+            prefix = os.environ.get("GNCPU_OPENMP_PREFIX", "")
+            inc = [f"-I{prefix}/include"] if prefix else []
+            lib = [f"-L{prefix}/lib", f"-Wl,-rpath,{prefix}/lib"] if prefix else []
+            candidates = [(["-Xpreprocessor", "-fopenmp"] + inc, lib + ["-lomp"]),
+                          (["-fopenmp"] + inc, lib + ["-fopenmp"])]
         else:
             candidates = [(["-fopenmp"], ["-fopenmp"])]
         probe = "#include <omp.h>\nint main(void){return omp_get_max_threads() > 0 ? 0 : 1;}\n"

@@ -92,29 +92,22 @@ BlockMoments centered_moments(const typename L::T* x, int64_t n, typename L::T c
     return moments;
 }
 
-// One streaming pass per block in the common case.  The center is the mean
-// of the block's first vector: the error of M2 is about eps * n*(mean-center)^2,
-// so the pass is kept when n*(mean-center)^2 <= kMaxShiftRatio * M2, i.e. the
-// center is within a few standard deviations of the block's mean.  Otherwise
-// (a block starting with outliers or a channel boundary) the block, now in L1,
-// is summed again about the mean just found: the exact two-pass result.  The
-// choice depends on the block's values only, so results stay independent of
-// the thread count.  A constant block gives center == x exactly, M2 == 0.
+// One streaming pass per block in the common case, with the block's first
+// value as the center (nothing to wait for before the loop starts).  The error
+// of M2 is about eps * n*(mean-center)^2, so the pass is kept when
+// n*(mean-center)^2 <= kMaxShiftRatio * M2, i.e. the first value lies within
+// 4 standard deviations of the block's mean.  Otherwise (an outlier first) the
+// block, now in L1, is summed again about the mean just found: the exact
+// two-pass result.  The choice depends on the block's values only, so results
+// stay independent of the thread count.  A constant block gives M2 == 0 and
+// mean == x exactly; a NaN anywhere makes both NaN.
 template <class L>
 BlockMoments block_moments(const typename L::T* x, int64_t n) {
     using T = typename L::T;
-    constexpr int64_t W = L::width;
     constexpr double kMaxShiftRatio = 16.0;
     // One division per block: small groups are latency-bound on these.
     const double inv_count = 1.0 / static_cast<double>(n);
-    const int64_t head = n < W ? n : W;
-    double head_sum = 0.0;
-    if (head == W) {
-        head_sum = lanes_sum<L>(L::load(x));
-    } else {
-        for (int64_t i = 0; i < head; ++i) head_sum += static_cast<double>(x[i]);
-    }
-    const T center = static_cast<T>(head_sum / static_cast<double>(head));
+    const T center = x[0];
     const BlockMoments first = centered_moments<L>(x, n, center, inv_count);
     const double shift = first.mean - static_cast<double>(center);
     if (!(static_cast<double>(n) * shift * shift > kMaxShiftRatio * first.m2)) return first;

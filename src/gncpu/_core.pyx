@@ -21,6 +21,9 @@ cnp.import_array()
 cdef int _num_threads = 1
 # Past this, a thread count is a mistake rather than a machine.
 cdef int _MAX_THREADS = 4096
+# Smaller tensors take about a microsecond, less than releasing and taking
+# back the GIL costs; they run serially anyway (see group_norm.cpp).
+cdef int64_t _RELEASE_GIL_ELEMENTS = 32 * 1024
 
 
 # --------------------------------------------------------------------- helpers
@@ -186,21 +189,30 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, *, out=None):
     cdef const void* bp = NULL if b is None else cnp.PyArray_DATA(<cnp.ndarray>b)
     cdef void* xp = cnp.PyArray_DATA(xa)
     cdef void* yp = cnp.PyArray_DATA(y)
-    with nogil:
-        if typenum == cnp.NPY_FLOAT32:
-            status = gncpu_group_norm_f32(<const float*>xp, <float*>yp, batch, channels,
-                                          spatial, groups, <const float*>wp,
-                                          <const float*>bp, eps_value, threads)
-        else:
-            status = gncpu_group_norm_f64(<const double*>xp, <double*>yp, batch, channels,
-                                          spatial, groups, <const double*>wp,
-                                          <const double*>bp, eps_value, threads)
+    if batch * channels * spatial >= _RELEASE_GIL_ELEMENTS:
+        with nogil:
+            status = _run(typenum, xp, yp, batch, channels, spatial, groups, wp, bp,
+                          eps_value, threads)
+    else:
+        status = _run(typenum, xp, yp, batch, channels, spatial, groups, wp, bp,
+                      eps_value, threads)
     if status != GNCPU_OK:
         _raise_status(status)
     if target is not None:
         target[...] = y
         return target
     return y
+
+
+cdef inline gncpu_status _run(int typenum, void* xp, void* yp, int64_t batch,
+                              int64_t channels, int64_t spatial, int64_t groups,
+                              const void* wp, const void* bp, double eps,
+                              int threads) noexcept nogil:
+    if typenum == cnp.NPY_FLOAT32:
+        return gncpu_group_norm_f32(<const float*>xp, <float*>yp, batch, channels, spatial,
+                                    groups, <const float*>wp, <const float*>bp, eps, threads)
+    return gncpu_group_norm_f64(<const double*>xp, <double*>yp, batch, channels, spatial,
+                                groups, <const double*>wp, <const double*>bp, eps, threads)
 
 
 def _group_norm_via_float32(cnp.ndarray x, num_groups, weight, bias, eps, out):

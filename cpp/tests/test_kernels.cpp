@@ -1,0 +1,176 @@
+// C++ test of the core, without Python: every ISA this CPU runs against a
+// long-double reference, the ISAs against each other, and bitwise determinism
+// across thread counts.  Built natively, under qemu for other x86 CPUs, and
+// cross-compiled for AArch64 by .ci/aarch64.sh / .ci/emulated_x86.sh.
+//
+//   test_kernels [expected-isa]    exits non-zero on any failure; with an
+//                                  argument, also checks which ISA is active.
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <random>
+#include <vector>
+
+#include "gncpu/gncpu.h"
+
+namespace {
+
+int failures = 0;
+
+#define CHECK(cond, ...)                                  \
+    do {                                                  \
+        if (!(cond)) {                                    \
+            ++failures;                                   \
+            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
+            fprintf(stderr, __VA_ARGS__);                 \
+            fprintf(stderr, "\n");                        \
+        }                                                 \
+    } while (0)
+
+struct Shape {
+    int64_t batch, channels, spatial, groups;
+};
+
+template <class T>
+std::vector<long double> reference(const std::vector<T>& x, const Shape& s,
+                                   const std::vector<T>& w, const std::vector<T>& b,
+                                   double eps) {
+    std::vector<long double> y(x.size());
+    const int64_t cpg = s.channels / s.groups, size = cpg * s.spatial;
+    for (int64_t g = 0; g < s.batch * s.groups; ++g) {
+        const T* xg = x.data() + g * size;
+        long double mean = 0, var = 0;
+        for (int64_t i = 0; i < size; ++i) mean += xg[i];
+        mean /= size;
+        for (int64_t i = 0; i < size; ++i) var += (xg[i] - mean) * (xg[i] - mean);
+        var /= size;
+        const long double rstd = 1.0L / sqrtl(var + eps);
+        for (int64_t i = 0; i < size; ++i) {
+            const int64_t c = (g % s.groups) * cpg + i / s.spatial;
+            y[g * size + i] = (xg[i] - mean) * rstd * w[c] + b[c];
+        }
+    }
+    return y;
+}
+
+template <class T>
+gncpu_status run(const std::vector<T>& x, std::vector<T>& y, const Shape& s,
+                 const std::vector<T>& w, const std::vector<T>& b, int threads);
+
+template <>
+gncpu_status run<float>(const std::vector<float>& x, std::vector<float>& y, const Shape& s,
+                        const std::vector<float>& w, const std::vector<float>& b, int threads) {
+    return gncpu_group_norm_f32(x.data(), y.data(), s.batch, s.channels, s.spatial, s.groups,
+                                w.data(), b.data(), 1e-5, threads);
+}
+
+template <>
+gncpu_status run<double>(const std::vector<double>& x, std::vector<double>& y, const Shape& s,
+                         const std::vector<double>& w, const std::vector<double>& b,
+                         int threads) {
+    return gncpu_group_norm_f64(x.data(), y.data(), s.batch, s.channels, s.spatial, s.groups,
+                                w.data(), b.data(), 1e-5, threads);
+}
+
+template <class T>
+void check_shape(const Shape& s, double mean, double std_dev, double tolerance,
+                 std::mt19937_64& rng) {
+    std::normal_distribution<double> normal(0.0, 1.0);
+    std::uniform_real_distribution<double> uniform(0.5, 1.5);
+    std::vector<T> x(s.batch * s.channels * s.spatial), w(s.channels), b(s.channels);
+    for (auto& v : x) v = static_cast<T>(mean + std_dev * normal(rng));
+    for (auto& v : w) v = static_cast<T>(uniform(rng));
+    for (auto& v : b) v = static_cast<T>(normal(rng));
+    const std::vector<long double> expected = reference(x, s, w, b, 1e-5);
+
+    std::vector<std::vector<T>> by_isa;
+    for (int isa = 0; isa < GNCPU_ISA_COUNT; ++isa) {
+        if (!gncpu_isa_supported(isa)) continue;
+        gncpu_set_isa(isa);
+        std::vector<T> y(x.size());
+        CHECK(run(x, y, s, w, b, 1) == GNCPU_OK, "status");
+        double worst = 0;
+        for (size_t i = 0; i < y.size(); ++i) {
+            const double err = fabs(static_cast<double>(y[i] - expected[i]));
+            worst = err > worst || err != err ? err : worst;
+        }
+        CHECK(worst <= tolerance, "%s %s shape %lldx%lldx%lld G=%lld mean %g: error %.3g > %.3g",
+              gncpu_isa_name(isa), sizeof(T) == 4 ? "f32" : "f64", (long long)s.batch,
+              (long long)s.channels, (long long)s.spatial, (long long)s.groups, mean, worst,
+              tolerance);
+        for (int threads : {2, 3, 5}) {
+            std::vector<T> z(x.size());
+            run(x, z, s, w, b, threads);
+            CHECK(memcmp(y.data(), z.data(), y.size() * sizeof(T)) == 0,
+                  "%s: %d threads differ from 1", gncpu_isa_name(isa), threads);
+        }
+        by_isa.push_back(y);
+    }
+    for (size_t k = 1; k < by_isa.size(); ++k) {
+        double diff = 0;
+        for (size_t i = 0; i < x.size(); ++i) {
+            const double d = fabs(static_cast<double>(by_isa[k][i] - by_isa[0][i]));
+            diff = d > diff ? d : diff;
+        }
+        CHECK(diff <= 2 * tolerance, "ISAs disagree by %.3g", diff);
+    }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    const int best = gncpu_active_isa();
+    printf("active ISA: %s; supported:", gncpu_isa_name(best));
+    for (int isa = 0; isa < GNCPU_ISA_COUNT; ++isa)
+        if (gncpu_isa_supported(isa)) printf(" %s", gncpu_isa_name(isa));
+    printf("; OpenMP %s\n", gncpu_openmp_enabled() ? "on" : "off");
+    if (argc > 1) CHECK(strcmp(argv[1], gncpu_isa_name(best)) == 0, "expected ISA %s", argv[1]);
+
+    // Small thresholds so that small tensors reach the split and streaming paths.
+    std::mt19937_64 rng(20261123);
+    const Shape shapes[] = {{2, 8, 1, 4},  {2, 6, 7, 3},    {1, 4, 17, 2},  {3, 8, 33, 8},
+                            {1, 2, 65, 1}, {2, 4, 129, 2},  {1, 3, 2049, 3}, {1, 2, 4099, 1},
+                            {2, 32, 64, 32}};
+    for (int mode = 0; mode < 3; ++mode) {
+        if (mode == 0) gncpu_set_tuning(0, 0, 0);
+        if (mode == 1) gncpu_set_tuning(4096, 16, 0);  // split groups across threads
+        if (mode == 2) gncpu_set_tuning(0, 0, 1);      // streaming stores
+        for (const Shape& s : shapes) {
+            for (double mean : {0.0, 1e4}) {
+                check_shape<float>(s, mean, 1.0, 1e-5, rng);
+                check_shape<double>(s, mean, 1.0, 1e-12 * (1 + fabs(mean)), rng);
+            }
+        }
+    }
+    gncpu_set_tuning(0, 0, 0);
+
+    // A constant group gives exactly the bias.
+    for (int isa = 0; isa < GNCPU_ISA_COUNT; ++isa) {
+        if (!gncpu_isa_supported(isa)) continue;
+        gncpu_set_isa(isa);
+        std::vector<float> x(2 * 4 * 100, 1000.5f), y(x.size()), w(4, 2.0f), b = {1, 2, 3, 4};
+        gncpu_group_norm_f32(x.data(), y.data(), 2, 4, 100, 2, w.data(), b.data(), 1e-5, 1);
+        for (size_t i = 0; i < y.size(); ++i)
+            CHECK(y[i] == b[(i / 100) % 4], "%s: constant group", gncpu_isa_name(isa));
+    }
+    gncpu_set_isa(best);
+
+    // Bad arguments are refused without writing.
+    std::vector<float> x(24, 1.0f), y(24, -1.0f);
+    CHECK(gncpu_group_norm_f32(x.data(), y.data(), 2, 6, 2, 4, nullptr, nullptr, 1e-5, 1) ==
+              GNCPU_ERR_BAD_GROUPS, "groups");
+    CHECK(gncpu_group_norm_f32(x.data(), y.data(), 2, 6, 2, 3, nullptr, nullptr, -1, 1) ==
+              GNCPU_ERR_BAD_EPS, "eps");
+    CHECK(gncpu_group_norm_f32(nullptr, y.data(), 2, 6, 2, 3, nullptr, nullptr, 1e-5, 1) ==
+              GNCPU_ERR_NULL_POINTER, "null");
+    for (float v : y) CHECK(v == -1.0f, "an error path wrote");
+
+    if (failures) {
+        printf("%d checks failed\n", failures);
+        return 1;
+    }
+    printf("all kernel checks passed\n");
+    return 0;
+}
