@@ -18,8 +18,10 @@ from ._core import (
     group_norm,
     isa,
     openmp_enabled,
+    output_cache_info,
     set_isa,
     set_num_threads,
+    set_output_cache_limit,
     supported_isas,
 )
 from ._module import GroupNorm
@@ -36,8 +38,10 @@ __all__ = [
     "group_norm",
     "isa",
     "openmp_enabled",
+    "output_cache_info",
     "set_isa",
     "set_num_threads",
+    "set_output_cache_limit",
     "supported_isas",
 ]
 

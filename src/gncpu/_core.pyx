@@ -17,6 +17,8 @@ from gncpu._capi cimport *
 
 cnp.import_array()
 
+include "_buffers.pxi"
+
 # Set from gncpu.__init__ at import (see _threads.default_num_threads).
 cdef int _num_threads = 1
 # Past this, a thread count is a mistake rather than a machine.
@@ -164,7 +166,7 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, *, out=None):
     cdef cnp.ndarray y
     cdef cnp.ndarray target = None  # set when out cannot be written directly
     if out is None:
-        y = cnp.PyArray_EMPTY(ndim, xa.shape, typenum, 0)
+        y = _new_output(ndim, xa.shape, typenum)
     else:
         _check_out(out, xa, native)
         y = out

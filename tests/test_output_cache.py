@@ -1,0 +1,74 @@
+"""Reuse of freed large output buffers."""
+
+import gc
+
+import numpy as np
+import pytest
+
+import gncpu
+
+LARGE = (1, 16, 256, 256)  # 4 MiB of float32: the smallest cached size
+
+
+@pytest.fixture
+def cache():
+    before = gncpu.output_cache_info()["limit"]
+    gncpu.set_output_cache_limit(0)
+    gncpu.set_output_cache_limit(256 << 20)
+    yield
+    gncpu.set_output_cache_limit(before)
+
+
+def test_freed_output_is_reused(cache, rng):
+    x = rng.standard_normal(LARGE).astype(np.float32)
+    y = gncpu.group_norm(x, 4)
+    address = y.ctypes.data
+    expected = y.copy()
+    del y
+    gc.collect()
+    assert gncpu.output_cache_info()["cached_buffers"] == 1
+    z = gncpu.group_norm(x, 4)
+    assert z.ctypes.data == address
+    assert gncpu.output_cache_info()["cached_buffers"] == 0
+    np.testing.assert_array_equal(z, expected)
+    assert z.flags.writeable and z.flags.c_contiguous and z.flags.owndata is False
+
+
+def test_live_views_keep_their_buffer(cache, rng):
+    x = rng.standard_normal(LARGE).astype(np.float32)
+    y = gncpu.group_norm(x, 4)
+    view = y[0, 1:3]
+    snapshot = view.copy()
+    del y
+    gc.collect()
+    assert gncpu.output_cache_info()["cached_buffers"] == 0
+    other = gncpu.group_norm(x * 2.0 + 1.0, 4)  # must not land in view's memory
+    np.testing.assert_array_equal(view, snapshot)
+    assert not np.shares_memory(view, other)
+
+
+def test_small_outputs_are_not_cached(cache, rng):
+    y = gncpu.group_norm(rng.standard_normal((2, 8, 16, 16)).astype(np.float32), 4)
+    del y
+    gc.collect()
+    assert gncpu.output_cache_info()["cached_buffers"] == 0
+
+
+def test_limit_zero_disables_and_frees(cache, rng):
+    y = gncpu.group_norm(rng.standard_normal(LARGE).astype(np.float32), 4)
+    del y
+    gc.collect()
+    assert gncpu.output_cache_info()["cached_bytes"] > 0
+    gncpu.set_output_cache_limit(0)
+    assert gncpu.output_cache_info() == {"limit": 0, "cached_bytes": 0, "cached_buffers": 0}
+    y = gncpu.group_norm(rng.standard_normal(LARGE).astype(np.float32), 4)
+    del y
+    gc.collect()
+    assert gncpu.output_cache_info()["cached_buffers"] == 0
+
+
+@pytest.mark.parametrize("bad,error", [(-1, ValueError), (1.5, TypeError), ("1", TypeError),
+                                       (None, TypeError), (True, TypeError)])
+def test_limit_validation(cache, bad, error):
+    with pytest.raises(error):
+        gncpu.set_output_cache_limit(bad)
