@@ -72,3 +72,21 @@ def test_limit_zero_disables_and_frees(cache, rng):
 def test_limit_validation(cache, bad, error):
     with pytest.raises(error):
         gncpu.set_output_cache_limit(bad)
+
+
+def test_cache_follows_the_shapes_in_use(cache, rng):
+    """A full cache makes room for a newly freed buffer (oldest out first)."""
+    gncpu.set_output_cache_limit(12 << 20)
+    for channels in (16, 24):  # 4 MiB and 6 MiB outputs fill 10 of 12 MiB
+        y = gncpu.group_norm(rng.standard_normal((1, channels, 256, 256)).astype(np.float32), 4)
+        del y
+        gc.collect()
+    assert gncpu.output_cache_info()["cached_buffers"] == 2
+    x = rng.standard_normal((1, 32, 256, 256)).astype(np.float32)  # 8 MiB
+    y = gncpu.group_norm(x, 4)
+    address = y.ctypes.data
+    del y
+    gc.collect()
+    info = gncpu.output_cache_info()
+    assert info["cached_bytes"] <= 12 << 20
+    assert gncpu.group_norm(x, 4).ctypes.data == address

@@ -89,8 +89,11 @@ struct Problem {
     int64_t total_groups;      // batch * groups_per_example
     int64_t block_len;         // elements per statistics block
     int64_t blocks_per_group;
-    // normalize_rows, or its streaming twin for outputs larger than the LLC.
-    void (*normalize_rows)(const T*, T*, int64_t, int64_t, T, const T*, const T*);
+    // normalize_rows for the activation, or its streaming twin for outputs
+    // larger than the LLC.
+    typename KernelsFor<T>::NormalizeRows normalize_rows;
+    T* mean_out;  // may be null
+    T* rstd_out;  // may be null
 
     int64_t block_size(int64_t block) const {
         const int64_t begin = block * block_len;
@@ -162,6 +165,8 @@ void normalize_span(const Problem<T>& p, int64_t group,
     const T center = static_cast<T>(stats.mean);
     const double residual = stats.mean - static_cast<double>(center);
     const int64_t S = p.spatial;
+    if (begin == 0 && p.mean_out) p.mean_out[group] = static_cast<T>(stats.mean);
+    if (begin == 0 && p.rstd_out) p.rstd_out[group] = static_cast<T>(stats.rstd);
 
     T scale[kRowsPerCall];
     T offset[kRowsPerCall];
@@ -285,7 +290,9 @@ void run_whole_groups(const KernelsFor<T>& k, const Problem<T>& p, int threads) 
 template <class T>
 gncpu_status group_norm(const KernelsFor<T>& k, const T* x, T* y, int64_t batch,
                         int64_t channels, int64_t spatial, int64_t num_groups,
-                        const T* weight, const T* bias, double eps, int num_threads) {
+                        const T* weight, const T* bias, double eps, int activation,
+                        T* mean_out, T* rstd_out, int num_threads) {
+    if (activation < 0 || activation >= kActivationCount) return GNCPU_ERR_BAD_ACTIVATION;
     if (batch < 0 || channels < 0 || spatial < 0) return GNCPU_ERR_BAD_SHAPE;
     if (num_groups <= 0 || channels % num_groups != 0) return GNCPU_ERR_BAD_GROUPS;
     if (!(eps >= 0.0) || isinf(eps)) return GNCPU_ERR_BAD_EPS;
@@ -309,7 +316,10 @@ gncpu_status group_norm(const KernelsFor<T>& k, const T* x, T* y, int64_t batch,
     p.block_len = kBlockBytes / static_cast<int64_t>(sizeof(T));
     p.blocks_per_group = (p.group_size + p.block_len - 1) / p.block_len;
     const bool streaming = 2 * total * static_cast<int64_t>(sizeof(T)) > streaming_threshold_bytes();
-    p.normalize_rows = streaming ? k.normalize_rows_streaming : k.normalize_rows;
+    p.normalize_rows = streaming ? k.normalize_rows_streaming[activation]
+                                 : k.normalize_rows[activation];
+    p.mean_out = mean_out;
+    p.rstd_out = rstd_out;
 
     const int threads = threads_for(total, num_threads);
     const int64_t group_bytes = p.group_size * static_cast<int64_t>(sizeof(T));
@@ -346,16 +356,20 @@ extern "C" {
 
 gncpu_status gncpu_group_norm_f32(const float* x, float* y, int64_t batch, int64_t channels,
                                   int64_t spatial, int64_t num_groups, const float* weight,
-                                  const float* bias, double eps, int num_threads) {
+                                  const float* bias, double eps, gncpu_activation activation,
+                                  float* mean_out, float* rstd_out, int num_threads) {
     return gncpu::group_norm(gncpu::active_kernels().f32, x, y, batch, channels, spatial,
-                             num_groups, weight, bias, eps, num_threads);
+                             num_groups, weight, bias, eps, static_cast<int>(activation),
+                             mean_out, rstd_out, num_threads);
 }
 
 gncpu_status gncpu_group_norm_f64(const double* x, double* y, int64_t batch, int64_t channels,
                                   int64_t spatial, int64_t num_groups, const double* weight,
-                                  const double* bias, double eps, int num_threads) {
+                                  const double* bias, double eps, gncpu_activation activation,
+                                  double* mean_out, double* rstd_out, int num_threads) {
     return gncpu::group_norm(gncpu::active_kernels().f64, x, y, batch, channels, spatial,
-                             num_groups, weight, bias, eps, num_threads);
+                             num_groups, weight, bias, eps, static_cast<int>(activation),
+                             mean_out, rstd_out, num_threads);
 }
 
 const char* gncpu_status_message(gncpu_status status) {
@@ -366,6 +380,7 @@ const char* gncpu_status_message(gncpu_status status) {
         case GNCPU_ERR_BAD_GROUPS: return "num_groups must be positive and divide channels";
         case GNCPU_ERR_BAD_EPS: return "eps must be finite and non-negative";
         case GNCPU_ERR_BAD_ISA: return "ISA not compiled in or not supported by this CPU";
+        case GNCPU_ERR_BAD_ACTIVATION: return "unknown activation";
     }
     return "unknown status";
 }

@@ -2,6 +2,7 @@
 // -mavx2 -mfma; the dispatcher calls into it only after cpuid and xgetbv say
 // the CPU and OS support it.
 #include <immintrin.h>
+#include <math.h>
 #include <stdint.h>
 
 #include "kernel_table.h"
@@ -22,6 +23,17 @@ struct F32 {
     static V add(V a, V b) { return _mm256_add_ps(a, b); }
     static V sub(V a, V b) { return _mm256_sub_ps(a, b); }
     static V mul_add(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+    static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
+    static V div(V a, V b) { return _mm256_div_ps(a, b); }
+    // x86 semantics: the second operand when either is NaN.
+    static V max(V a, V b) { return _mm256_max_ps(a, b); }
+    static V min(V a, V b) { return _mm256_min_ps(a, b); }
+    static V round(V a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+    // 2^n for integral n in [-126, 127].
+    static V pow2(V n) {
+        const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+        return _mm256_castsi256_ps(bits);
+    }
 };
 
 struct F64 {

@@ -1,7 +1,13 @@
 // AVX-512 lanes (16 x float, 8 x double).  Only this file is compiled with
 // -mavx512f/bw/dq/vl; the dispatcher calls into it only after cpuid and xgetbv
 // say the CPU and OS support the whole bundle.
+#if defined(__GNUC__) && !defined(__clang__)
+// GCC 12's AVX-512 intrinsics start from _mm512_undefined_*(), which trips
+// -Wmaybe-uninitialized wherever they are inlined (GCC bug 105593).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <immintrin.h>
+#include <math.h>
 #include <stdint.h>
 
 #include "kernel_table.h"
@@ -22,6 +28,17 @@ struct F32 {
     static V add(V a, V b) { return _mm512_add_ps(a, b); }
     static V sub(V a, V b) { return _mm512_sub_ps(a, b); }
     static V mul_add(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+    static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
+    static V div(V a, V b) { return _mm512_div_ps(a, b); }
+    // x86 semantics: the second operand when either is NaN.
+    static V max(V a, V b) { return _mm512_max_ps(a, b); }
+    static V min(V a, V b) { return _mm512_min_ps(a, b); }
+    static V round(V a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+    // 2^n for integral n in [-126, 127].
+    static V pow2(V n) {
+        const __m512i bits = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+        return _mm512_castsi512_ps(bits);
+    }
 };
 
 struct F64 {

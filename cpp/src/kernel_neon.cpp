@@ -1,6 +1,7 @@
 // NEON lanes (4 x float, 2 x double).  Advanced SIMD is part of every AArch64
 // CPU, so this file needs no special flags and is always runnable there.
 #include <arm_neon.h>
+#include <math.h>
 #include <stdint.h>
 
 #include "kernel_table.h"
@@ -21,6 +22,17 @@ struct F32 {
     static V add(V a, V b) { return vaddq_f32(a, b); }
     static V sub(V a, V b) { return vsubq_f32(a, b); }
     static V mul_add(V a, V b, V c) { return vfmaq_f32(c, a, b); }
+    static V mul(V a, V b) { return vmulq_f32(a, b); }
+    static V div(V a, V b) { return vdivq_f32(a, b); }
+    // x86 semantics (the second operand when either is NaN), so every ISA
+    // rounds and propagates NaN the same way.
+    static V max(V a, V b) { return vbslq_f32(vcgtq_f32(a, b), a, b); }
+    static V min(V a, V b) { return vbslq_f32(vcltq_f32(a, b), a, b); }
+    static V round(V a) { return vrndnq_f32(a); }
+    // 2^n for integral n in [-126, 127].
+    static V pow2(V n) {
+        return vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127)), 23));
+    }
 };
 
 struct F64 {

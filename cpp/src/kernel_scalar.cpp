@@ -1,6 +1,8 @@
 // Portable kernel: plain C++ lanes.  Runs on any CPU; the compiler may
 // auto-vectorise it for the baseline ISA (SSE2 on x86-64), never beyond.
+#include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "kernel_table.h"
 
@@ -46,6 +48,41 @@ struct PortableLanes {
     static V mul_add(V a, V b, V c) {
         for (int i = 0; i < N; ++i) c.lane[i] = a.lane[i] * b.lane[i] + c.lane[i];
         return c;
+    }
+    // For the float32 activation math (see kernel_loops.inl).
+    static V mul(V a, V b) {
+        for (int i = 0; i < N; ++i) a.lane[i] *= b.lane[i];
+        return a;
+    }
+    static V div(V a, V b) {
+        for (int i = 0; i < N; ++i) a.lane[i] /= b.lane[i];
+        return a;
+    }
+    // x86 semantics: the second operand when either is NaN.
+    static V max(V a, V b) {
+        for (int i = 0; i < N; ++i) a.lane[i] = a.lane[i] > b.lane[i] ? a.lane[i] : b.lane[i];
+        return a;
+    }
+    static V min(V a, V b) {
+        for (int i = 0; i < N; ++i) a.lane[i] = a.lane[i] < b.lane[i] ? a.lane[i] : b.lane[i];
+        return a;
+    }
+    static V round(V a) {  // to nearest even, in the default rounding mode
+        const T magic = T(1.5) * T(1 << 23);
+        for (int i = 0; i < N; ++i) {
+            const T v = a.lane[i];
+            const T r = (v >= 0 ? (v + magic) - magic : (v - magic) + magic);
+            a.lane[i] = (v > T(1 << 22) || v < -T(1 << 22)) ? v : r;
+        }
+        return a;
+    }
+    static V pow2(V n) {  // 2^n for integral n in [-126, 127]
+        V r;
+        for (int i = 0; i < N; ++i) {
+            const uint32_t bits = static_cast<uint32_t>(static_cast<int32_t>(n.lane[i]) + 127) << 23;
+            memcpy(&r.lane[i], &bits, sizeof(bits));
+        }
+        return r;
     }
 };
 using F32 = PortableLanes<float, 8>;

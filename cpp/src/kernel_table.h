@@ -18,23 +18,27 @@ struct BlockMoments {
     double m2;
 };
 
+// None, SiLU, ReLU, GELU: the values of gncpu_activation.
+constexpr int kActivationCount = 4;
+
 template <class T>
 struct KernelsFor {
     // Moments of x[0..n), n >= 1.  Must be a pure function of the block's
     // values: the driver relies on it for thread-count-independent results.
     BlockMoments (*block_moments)(const T* x, int64_t n);
 
-    // y[r*row_len + i] = (x[r*row_len + i] - center) * scale[r] + offset[r]
-    // for r < rows, i < row_len.  Each element's result must not depend on
-    // where the row starts or ends (tiles may cut a row anywhere), so tails
-    // use the same lane arithmetic as full vectors.
-    void (*normalize_rows)(const T* x, T* y, int64_t rows, int64_t row_len,
-                           T center, const T* scale, const T* offset);
+    // y[r*row_len + i] = act((x[r*row_len + i] - center) * scale[r] + offset[r])
+    // for r < rows, i < row_len, one function per activation (indexed by
+    // gncpu_activation).  Each element's result must not depend on where the
+    // row starts or ends (tiles may cut a row anywhere), so tails use the
+    // same lane arithmetic as full vectors.
+    using NormalizeRows = void (*)(const T* x, T* y, int64_t rows, int64_t row_len,
+                                   T center, const T* scale, const T* offset);
+    NormalizeRows normalize_rows[kActivationCount];
 
     // The same, bitwise, with non-temporal stores where the ISA has them: for
     // outputs larger than the last-level cache.
-    void (*normalize_rows_streaming)(const T* x, T* y, int64_t rows, int64_t row_len,
-                                     T center, const T* scale, const T* offset);
+    NormalizeRows normalize_rows_streaming[kActivationCount];
 };
 
 struct KernelTable {

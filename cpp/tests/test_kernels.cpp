@@ -55,23 +55,34 @@ std::vector<long double> reference(const std::vector<T>& x, const Shape& s,
     return y;
 }
 
+long double activate(long double v, gncpu_activation act) {
+    switch (act) {
+        case GNCPU_ACT_SILU: return v / (1.0L + expl(-v));
+        case GNCPU_ACT_RELU: return v < 0 ? 0.0L : v;
+        case GNCPU_ACT_GELU: return 0.5L * v * (1.0L + erfl(v / sqrtl(2.0L)));
+        default: return v;
+    }
+}
+
 template <class T>
 gncpu_status run(const std::vector<T>& x, std::vector<T>& y, const Shape& s,
-                 const std::vector<T>& w, const std::vector<T>& b, int threads);
+                 const std::vector<T>& w, const std::vector<T>& b, int threads,
+                 gncpu_activation act = GNCPU_ACT_NONE);
 
 template <>
 gncpu_status run<float>(const std::vector<float>& x, std::vector<float>& y, const Shape& s,
-                        const std::vector<float>& w, const std::vector<float>& b, int threads) {
+                        const std::vector<float>& w, const std::vector<float>& b, int threads,
+                        gncpu_activation act) {
     return gncpu_group_norm_f32(x.data(), y.data(), s.batch, s.channels, s.spatial, s.groups,
-                                w.data(), b.data(), 1e-5, threads);
+                                w.data(), b.data(), 1e-5, act, nullptr, nullptr, threads);
 }
 
 template <>
 gncpu_status run<double>(const std::vector<double>& x, std::vector<double>& y, const Shape& s,
                          const std::vector<double>& w, const std::vector<double>& b,
-                         int threads) {
+                         int threads, gncpu_activation act) {
     return gncpu_group_norm_f64(x.data(), y.data(), s.batch, s.channels, s.spatial, s.groups,
-                                w.data(), b.data(), 1e-5, threads);
+                                w.data(), b.data(), 1e-5, act, nullptr, nullptr, threads);
 }
 
 template <class T>
@@ -105,6 +116,17 @@ void check_shape(const Shape& s, double mean, double std_dev, double tolerance,
             run(x, z, s, w, b, threads);
             CHECK(memcmp(y.data(), z.data(), y.size() * sizeof(T)) == 0,
                   "%s: %d threads differ from 1", gncpu_isa_name(isa), threads);
+        }
+        for (gncpu_activation act : {GNCPU_ACT_SILU, GNCPU_ACT_RELU, GNCPU_ACT_GELU}) {
+            std::vector<T> z(x.size());
+            CHECK(run(x, z, s, w, b, 1, act) == GNCPU_OK, "status");
+            double act_worst = 0;
+            for (size_t i = 0; i < z.size(); ++i) {
+                const double err = fabs(static_cast<double>(z[i] - activate(expected[i], act)));
+                act_worst = err > act_worst || err != err ? err : act_worst;
+            }
+            CHECK(act_worst <= 4 * tolerance, "%s activation %d: error %.3g",
+                  gncpu_isa_name(isa), static_cast<int>(act), act_worst);
         }
         by_isa.push_back(y);
     }
@@ -151,7 +173,8 @@ int main(int argc, char** argv) {
         if (!gncpu_isa_supported(isa)) continue;
         gncpu_set_isa(isa);
         std::vector<float> x(2 * 4 * 100, 1000.5f), y(x.size()), w(4, 2.0f), b = {1, 2, 3, 4};
-        gncpu_group_norm_f32(x.data(), y.data(), 2, 4, 100, 2, w.data(), b.data(), 1e-5, 1);
+        gncpu_group_norm_f32(x.data(), y.data(), 2, 4, 100, 2, w.data(), b.data(), 1e-5,
+                             GNCPU_ACT_NONE, nullptr, nullptr, 1);
         for (size_t i = 0; i < y.size(); ++i)
             CHECK(y[i] == b[(i / 100) % 4], "%s: constant group", gncpu_isa_name(isa));
     }
@@ -159,11 +182,14 @@ int main(int argc, char** argv) {
 
     // Bad arguments are refused without writing.
     std::vector<float> x(24, 1.0f), y(24, -1.0f);
-    CHECK(gncpu_group_norm_f32(x.data(), y.data(), 2, 6, 2, 4, nullptr, nullptr, 1e-5, 1) ==
+    CHECK(gncpu_group_norm_f32(x.data(), y.data(), 2, 6, 2, 4, nullptr, nullptr, 1e-5, GNCPU_ACT_NONE, nullptr,
+                               nullptr, 1) ==
               GNCPU_ERR_BAD_GROUPS, "groups");
-    CHECK(gncpu_group_norm_f32(x.data(), y.data(), 2, 6, 2, 3, nullptr, nullptr, -1, 1) ==
+    CHECK(gncpu_group_norm_f32(x.data(), y.data(), 2, 6, 2, 3, nullptr, nullptr, -1, GNCPU_ACT_NONE, nullptr,
+                               nullptr, 1) ==
               GNCPU_ERR_BAD_EPS, "eps");
-    CHECK(gncpu_group_norm_f32(nullptr, y.data(), 2, 6, 2, 3, nullptr, nullptr, 1e-5, 1) ==
+    CHECK(gncpu_group_norm_f32(nullptr, y.data(), 2, 6, 2, 3, nullptr, nullptr, 1e-5, GNCPU_ACT_NONE, nullptr,
+                               nullptr, 1) ==
               GNCPU_ERR_NULL_POINTER, "null");
     for (float v : y) CHECK(v == -1.0f, "an error path wrote");
 

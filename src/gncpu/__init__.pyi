@@ -17,14 +17,19 @@ def group_norm(
     eps: float = 1e-5,
     *,
     out: Optional[NDArray[np.floating[Any]]] = None,
-) -> NDArray[np.floating[Any]]:
+    activation: Optional[Literal["silu", "relu", "gelu"]] = None,
+    return_stats: bool = False,
+) -> Any:
     """Group Normalization of x, shape (N, C, *spatial), float16/32/64.
 
     Statistics per (sample, group) over C/num_groups channels x all spatial
     positions (population variance):
     y = (x - mean) / sqrt(var + eps) * weight[c] + bias[c].
     The result has x's dtype; ``out`` (C-contiguous, x's shape and dtype,
-    may be x itself) is written and returned when given.
+    may be x itself) is written and returned when given.  ``activation``
+    ("silu", "relu", "gelu") is applied in the same pass.  With
+    ``return_stats=True`` the result is ``(y, mean, rstd)``, the statistics of
+    shape (N, num_groups), float32 (float64 for float64 input).
     Raises ValueError / TypeError on bad input, before writing anything.
     """
 

@@ -17,9 +17,17 @@ cdef extern from *:
     static void* gncpu_aligned_alloc(size_t n) { return _aligned_malloc(n, 4096); }
     static void gncpu_aligned_free(void* p) { _aligned_free(p); }
     #else
+    #if defined(__linux__)
+    #include <sys/mman.h>
+    #endif
     static void* gncpu_aligned_alloc(size_t n) {
         void* p = NULL;
-        return posix_memalign(&p, 4096, n) == 0 ? p : NULL;
+        if (posix_memalign(&p, 4096, n) != 0) return NULL;
+    #if defined(__linux__) && defined(MADV_HUGEPAGE)
+        /* As NumPy does for large arrays: fewer page faults on first touch. */
+        madvise(p, n, MADV_HUGEPAGE);
+    #endif
+        return p;
     }
     static void gncpu_aligned_free(void* p) { free(p); }
     #endif
@@ -44,13 +52,20 @@ cdef class _OutputBuffer:
         global _cached_bytes
         if self.data == NULL:
             return
-        if (_free_buffers is not None  # None while the module is torn down
-                and _cached_bytes + self.nbytes <= _cache_limit
-                and len(_free_buffers) < _MAX_CACHED_BUFFERS):
-            _free_buffers.append((self.nbytes, <size_t>self.data))
-            _cached_bytes += self.nbytes
-        else:
+        # _free_buffers is None while the module is torn down.
+        if _free_buffers is None or self.nbytes > _cache_limit:
             gncpu_aligned_free(self.data)
+            self.data = NULL
+            return
+        # Make room by freeing the buffers freed longest ago: the cache follows
+        # the shapes in use now.
+        while _free_buffers and (_cached_bytes + self.nbytes > _cache_limit
+                                 or len(_free_buffers) >= _MAX_CACHED_BUFFERS):
+            size, address = _free_buffers.pop(0)
+            _cached_bytes -= size
+            gncpu_aligned_free(<void*><size_t>address)
+        _free_buffers.append((self.nbytes, <size_t>self.data))
+        _cached_bytes += self.nbytes
         self.data = NULL
 
 

@@ -10,17 +10,28 @@ cdef extern from "gncpu/gncpu.h" nogil:
         GNCPU_ERR_BAD_GROUPS
         GNCPU_ERR_BAD_EPS
         GNCPU_ERR_BAD_ISA
+        GNCPU_ERR_BAD_ACTIVATION
+
+    ctypedef enum gncpu_activation:
+        GNCPU_ACT_NONE
+        GNCPU_ACT_SILU
+        GNCPU_ACT_RELU
+        GNCPU_ACT_GELU
 
     int GNCPU_ISA_COUNT
 
     gncpu_status gncpu_group_norm_f32(const float* x, float* y, int64_t batch,
                                       int64_t channels, int64_t spatial,
                                       int64_t num_groups, const float* weight,
-                                      const float* bias, double eps, int num_threads)
+                                      const float* bias, double eps,
+                                      gncpu_activation activation, float* mean_out,
+                                      float* rstd_out, int num_threads)
     gncpu_status gncpu_group_norm_f64(const double* x, double* y, int64_t batch,
                                       int64_t channels, int64_t spatial,
                                       int64_t num_groups, const double* weight,
-                                      const double* bias, double eps, int num_threads)
+                                      const double* bias, double eps,
+                                      gncpu_activation activation, double* mean_out,
+                                      double* rstd_out, int num_threads)
     const char* gncpu_status_message(gncpu_status status)
     void gncpu_parallel_copy(void* dst, const void* src, size_t nbytes, int num_threads)
 

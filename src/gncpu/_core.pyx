@@ -116,6 +116,12 @@ cdef _check_out(object out, cnp.ndarray x, object dtype):
         raise ValueError("out is read-only")
 
 
+cdef bint _as_flag(object value, str name) except -1:
+    if value is True or value is False or isinstance(value, np.bool_):
+        return bool(value)
+    raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+
+
 cdef inline bint _overlaps(cnp.ndarray a, cnp.ndarray b):
     cdef char* a0 = <char*>cnp.PyArray_DATA(a)
     cdef char* b0 = <char*>cnp.PyArray_DATA(b)
@@ -123,18 +129,37 @@ cdef inline bint _overlaps(cnp.ndarray a, cnp.ndarray b):
     return a0 < b0 + cnp.PyArray_NBYTES(b) and b0 < a0 + n
 
 
+_ACTIVATIONS = {"silu": GNCPU_ACT_SILU, "relu": GNCPU_ACT_RELU, "gelu": GNCPU_ACT_GELU}
+
+
+cdef gncpu_activation _as_activation(object activation) except *:
+    if activation is None:
+        return GNCPU_ACT_NONE
+    if not isinstance(activation, str):
+        raise TypeError(
+            f"activation must be None or a str, got {type(activation).__name__}")
+    try:
+        return _ACTIVATIONS[activation]
+    except KeyError:
+        raise ValueError(
+            f"unknown activation {activation!r}; expected None, "
+            + ", ".join(repr(name) for name in _ACTIVATIONS)) from None
+
+
 cdef _raise_status(gncpu_status status):
     message = gncpu_status_message(status).decode()
     if status == GNCPU_ERR_BAD_ISA:
         raise ValueError(message)
-    if status in (GNCPU_ERR_BAD_GROUPS, GNCPU_ERR_BAD_EPS, GNCPU_ERR_BAD_SHAPE):
+    if status in (GNCPU_ERR_BAD_GROUPS, GNCPU_ERR_BAD_EPS, GNCPU_ERR_BAD_SHAPE,
+                  GNCPU_ERR_BAD_ACTIVATION):
         raise ValueError(message)
     raise RuntimeError(f"gncpu internal error: {message}")
 
 
 # ---------------------------------------------------------------- group_norm
 
-def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, *, out=None):
+def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, *, out=None,
+               activation=None, return_stats=False):
     """Group Normalization of ``x`` with shape (N, C, *spatial).
 
     See gncpu.group_norm's docstring (in __init__.pyi / the README) for the
@@ -148,7 +173,8 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, *, out=None):
 
     cdef int itemsize = cnp.PyArray_ITEMSIZE(xa)
     if itemsize == 2:
-        return _group_norm_via_float32(xa, num_groups, weight, bias, eps, out)
+        return _group_norm_via_float32(xa, num_groups, weight, bias, eps, out, activation,
+                                       return_stats)
 
     cdef int typenum = cnp.NPY_FLOAT32 if itemsize == 4 else cnp.NPY_FLOAT64
     cdef int64_t batch = xa.shape[0]
@@ -161,6 +187,8 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, *, out=None):
     cdef double eps_value = _as_eps(eps)
     w = _as_param(weight, channels, typenum, "weight")
     b = _as_param(bias, channels, typenum, "bias")
+    cdef gncpu_activation act = _as_activation(activation)
+    cdef bint want_stats = _as_flag(return_stats, "return_stats")
 
     native = cnp.PyArray_DescrFromType(typenum)
     cdef cnp.ndarray y
@@ -182,8 +210,22 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, *, out=None):
         # aliasing (out=x) is safe and stays in place.
         xa = xa.copy()
 
+    cdef cnp.ndarray mean = None
+    cdef cnp.ndarray rstd = None
+    cdef void* mean_p = NULL
+    cdef void* rstd_p = NULL
+    if want_stats:
+        mean = np.empty((batch, groups), dtype=native)
+        rstd = np.empty((batch, groups), dtype=native)
+        mean_p = cnp.PyArray_DATA(mean)
+        rstd_p = cnp.PyArray_DATA(rstd)
+
     if batch * channels * spatial == 0:
-        return y if target is None else target
+        if want_stats:  # statistics of empty groups are undefined
+            mean.fill(np.nan)
+            rstd.fill(np.nan)
+        result = y if target is None else target
+        return (result, mean, rstd) if want_stats else result
 
     cdef gncpu_status status
     cdef int threads = _num_threads
@@ -194,38 +236,46 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, *, out=None):
     if batch * channels * spatial >= _RELEASE_GIL_ELEMENTS:
         with nogil:
             status = _run(typenum, xp, yp, batch, channels, spatial, groups, wp, bp,
-                          eps_value, threads)
+                          eps_value, act, mean_p, rstd_p, threads)
     else:
         status = _run(typenum, xp, yp, batch, channels, spatial, groups, wp, bp,
-                      eps_value, threads)
+                      eps_value, act, mean_p, rstd_p, threads)
     if status != GNCPU_OK:
         _raise_status(status)
     if target is not None:
         target[...] = y
-        return target
-    return y
+        y = target
+    return (y, mean, rstd) if want_stats else y
 
 
 cdef inline gncpu_status _run(int typenum, void* xp, void* yp, int64_t batch,
                               int64_t channels, int64_t spatial, int64_t groups,
                               const void* wp, const void* bp, double eps,
+                              gncpu_activation act, void* mean_p, void* rstd_p,
                               int threads) noexcept nogil:
     if typenum == cnp.NPY_FLOAT32:
         return gncpu_group_norm_f32(<const float*>xp, <float*>yp, batch, channels, spatial,
-                                    groups, <const float*>wp, <const float*>bp, eps, threads)
+                                    groups, <const float*>wp, <const float*>bp, eps, act,
+                                    <float*>mean_p, <float*>rstd_p, threads)
     return gncpu_group_norm_f64(<const double*>xp, <double*>yp, batch, channels, spatial,
-                                groups, <const double*>wp, <const double*>bp, eps, threads)
+                                groups, <const double*>wp, <const double*>bp, eps, act,
+                                <double*>mean_p, <double*>rstd_p, threads)
 
 
-def _group_norm_via_float32(cnp.ndarray x, num_groups, weight, bias, eps, out):
-    # float16 is computed in float32 and rounded once at the end.
+def _group_norm_via_float32(cnp.ndarray x, num_groups, weight, bias, eps, out, activation,
+                            return_stats):
+    # float16 is computed in float32 and rounded once at the end; its
+    # statistics are float32.
     if out is not None:
         _check_out(out, x, np.dtype(np.float16))
-    y = group_norm(x.astype(np.float32), num_groups, weight, bias, eps)
+    result = group_norm(x.astype(np.float32), num_groups, weight, bias, eps,
+                        activation=activation, return_stats=return_stats)
+    y = result[0] if return_stats else result
     if out is None:
-        return y.astype(np.float16)
-    out[...] = y
-    return out
+        out = y.astype(np.float16)
+    else:
+        out[...] = y
+    return (out, result[1], result[2]) if return_stats else out
 
 
 # ------------------------------------------------------------------ threads

@@ -23,19 +23,26 @@ class GroupNorm:
     """Callable GroupNorm layer holding float32 ``weight`` and ``bias``.
 
     ``GroupNorm(32, 320)(x)`` equals ``group_norm(x, 32, layer.weight,
-    layer.bias, layer.eps)``.  With ``affine=False`` weight and bias are None.
+    layer.bias, layer.eps, activation=layer.activation)``.  With
+    ``affine=False`` weight and bias are None.  ``state_dict()`` and
+    ``load_state_dict()`` use PyTorch's keys, so the parameters of a
+    ``torch.nn.GroupNorm`` load directly::
+
+        layer.load_state_dict({k: v.numpy() for k, v in torch_gn.state_dict().items()})
     """
 
-    def __init__(self, num_groups, num_channels, eps=1e-5, affine=True):
+    def __init__(self, num_groups, num_channels, eps=1e-5, affine=True, activation=None):
         self.num_groups = _positive_int(num_groups, "num_groups")
         self.num_channels = _positive_int(num_channels, "num_channels")
         if self.num_channels % self.num_groups:
             raise ValueError(
                 f"num_channels ({self.num_channels}) must be divisible by "
                 f"num_groups ({self.num_groups})")
-        # Validated like group_norm's eps, by a zero-size call.
-        group_norm(np.empty((0, self.num_channels), np.float32), self.num_groups, eps=eps)
+        # eps and activation are validated as group_norm does, by a zero-size call.
+        group_norm(np.empty((0, self.num_channels), np.float32), self.num_groups, eps=eps,
+                   activation=activation)
         self.eps = float(eps)
+        self.activation = activation
         self.affine = bool(affine)
         if self.affine:
             self.weight = np.ones(self.num_channels, dtype=np.float32)
@@ -50,8 +57,39 @@ class GroupNorm:
             raise ValueError(
                 f"expected input with {self.num_channels} channels (shape (N, "
                 f"{self.num_channels}, ...)), got shape {tuple(shape)}")
-        return group_norm(x, self.num_groups, self.weight, self.bias, self.eps, out=out)
+        return group_norm(x, self.num_groups, self.weight, self.bias, self.eps, out=out,
+                          activation=self.activation)
+
+    def state_dict(self):
+        """{"weight": ..., "bias": ...} (copies); empty when affine=False."""
+        if not self.affine:
+            return {}
+        return {"weight": self.weight.copy(), "bias": self.bias.copy()}
+
+    def load_state_dict(self, state_dict):
+        """Loads "weight" and "bias" (any real array-likes of shape (num_channels,)),
+        all or nothing: on any error nothing is changed."""
+        if not hasattr(state_dict, "keys"):
+            raise TypeError(f"state_dict must be a mapping, got {type(state_dict).__name__}")
+        expected = {"weight", "bias"} if self.affine else set()
+        keys = set(state_dict.keys())
+        if keys != expected:
+            missing, unexpected = sorted(expected - keys), sorted(keys - expected)
+            raise ValueError(f"state_dict keys do not match: missing {missing}, "
+                             f"unexpected {unexpected}")
+        loaded = {}
+        for key in sorted(expected):
+            value = np.asarray(state_dict[key])
+            if value.dtype.kind not in "fiu":
+                raise TypeError(f"{key} must be real-valued, got dtype {value.dtype}")
+            if value.shape != (self.num_channels,):
+                raise ValueError(
+                    f"{key} must have shape ({self.num_channels},), got {value.shape}")
+            loaded[key] = value.astype(np.float32)
+        for key, value in loaded.items():
+            setattr(self, key, value)
 
     def __repr__(self):
+        extra = f", activation={self.activation!r}" if self.activation else ""
         return (f"GroupNorm({self.num_groups}, {self.num_channels}, eps={self.eps}, "
-                f"affine={self.affine})")
+                f"affine={self.affine}{extra})")

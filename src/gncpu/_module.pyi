@@ -1,4 +1,4 @@
-from typing import Any, Optional
+from typing import Any, Dict, Literal, Mapping, Optional
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -8,11 +8,19 @@ class GroupNorm:
     num_channels: int
     eps: float
     affine: bool
+    activation: Optional[Literal["silu", "relu", "gelu"]]
     weight: Optional[NDArray[np.float32]]
     bias: Optional[NDArray[np.float32]]
     def __init__(
-        self, num_groups: int, num_channels: int, eps: float = 1e-5, affine: bool = True
+        self,
+        num_groups: int,
+        num_channels: int,
+        eps: float = 1e-5,
+        affine: bool = True,
+        activation: Optional[Literal["silu", "relu", "gelu"]] = None,
     ) -> None: ...
+    def state_dict(self) -> Dict[str, NDArray[np.float32]]: ...
+    def load_state_dict(self, state_dict: Mapping[str, ArrayLike]) -> None: ...
     def __call__(
         self, x: ArrayLike, out: Optional[NDArray[np.floating[Any]]] = None
     ) -> NDArray[np.floating[Any]]: ...

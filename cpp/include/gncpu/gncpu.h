@@ -25,8 +25,18 @@ typedef enum gncpu_status {
     GNCPU_ERR_BAD_SHAPE = 2,      /* a negative size */
     GNCPU_ERR_BAD_GROUPS = 3,     /* num_groups <= 0 or not dividing channels */
     GNCPU_ERR_BAD_EPS = 4,        /* eps negative, NaN or infinite */
-    GNCPU_ERR_BAD_ISA = 5         /* set_isa: not compiled in or not runnable here */
+    GNCPU_ERR_BAD_ISA = 5,        /* set_isa: not compiled in or not runnable here */
+    GNCPU_ERR_BAD_ACTIVATION = 6  /* not a gncpu_activation */
 } gncpu_status;
+
+/* Applied to the normalised, scaled and shifted value, in the same pass. */
+typedef enum gncpu_activation {
+    GNCPU_ACT_NONE = 0,
+    GNCPU_ACT_SILU = 1,   /* y * sigmoid(y), as in Stable Diffusion's ResNet blocks */
+    GNCPU_ACT_RELU = 2,   /* max(y, 0) */
+    GNCPU_ACT_GELU = 3,   /* 0.5 y (1 + erf(y / sqrt 2)) */
+    GNCPU_ACT_COUNT = 4
+} gncpu_activation;
 
 /* Instruction-set bundles, named as the kernels that use them. */
 typedef enum gncpu_isa {
@@ -37,15 +47,22 @@ typedef enum gncpu_isa {
     GNCPU_ISA_COUNT = 4
 } gncpu_isa;
 
+/* weight, bias: NULL (ones, zeros) or `channels` values.
+ * mean_out, rstd_out: NULL, or batch * num_groups values each (row-major
+ * (batch, group)) that receive each group's mean and 1/sqrt(var + eps). */
 gncpu_status gncpu_group_norm_f32(const float* x, float* y, int64_t batch,
                                   int64_t channels, int64_t spatial,
                                   int64_t num_groups, const float* weight,
                                   const float* bias, double eps,
+                                  gncpu_activation activation,
+                                  float* mean_out, float* rstd_out,
                                   int num_threads);
 gncpu_status gncpu_group_norm_f64(const double* x, double* y, int64_t batch,
                                   int64_t channels, int64_t spatial,
                                   int64_t num_groups, const double* weight,
                                   const double* bias, double eps,
+                                  gncpu_activation activation,
+                                  double* mean_out, double* rstd_out,
                                   int num_threads);
 const char* gncpu_status_message(gncpu_status status);
 
