@@ -8,6 +8,8 @@ Switches (environment variables):
   GNCPU_NO_OPENMP=1       build without OpenMP (serial, still correct)
   GNCPU_NATIVE=1          add -march=native to every file (not portable)
   GNCPU_OPENMP_PREFIX=DIR where libomp lives (macOS: include/ and lib/)
+  GNCPU_SANITIZE=1        AddressSanitizer + UndefinedBehaviorSanitizer build
+                          (for .ci/sanitizers.sh; needs libasan preloaded)
 """
 
 import os
@@ -44,6 +46,9 @@ X86_KERNELS = [
     ),
 ]
 ARM64_KERNELS = [("neon", "kernel_neon.cpp", [], [])]
+
+
+VARIANT_SWITCHES = ("GNCPU_NO_OPENMP", "GNCPU_NATIVE", "GNCPU_SANITIZE")
 
 
 def env_flag(name):
@@ -107,6 +112,18 @@ class BuildExt(build_ext):
         return [], []
 
     def build_extensions(self):
+        # Each build variant (the GNCPU_* switches) gets its own object files,
+        # and a change of variant rebuilds: setuptools would otherwise keep an
+        # up-to-date-looking extension built with other switches.
+        variant = "-".join(name.lower() for name in VARIANT_SWITCHES if env_flag(name)) or "default"
+        self.build_temp = os.path.join(self.build_temp, variant)
+        stamp = os.path.join(os.path.dirname(self.build_temp), "last-variant")
+        previous = open(stamp).read() if os.path.exists(stamp) else None
+        if previous != variant:
+            self.force = True
+        os.makedirs(os.path.dirname(stamp), exist_ok=True)
+        with open(stamp, "w") as f:
+            f.write(variant)
         msvc = self.compiler.compiler_type == "msvc"
         # Some setuptools versions compile C++ with the C compiler driver
         # ("gcc"), which is fine for gcc and clang alike.
@@ -119,6 +136,10 @@ class BuildExt(build_ext):
                       "-ffp-contract=off", "-fvisibility=hidden"]
             if env_flag("GNCPU_NATIVE"):
                 common.append("-march=native")
+            if env_flag("GNCPU_SANITIZE"):
+                sanitize = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
+                            "-fno-omit-frame-pointer", "-g"]
+                common += sanitize
         omp_compile, omp_link = self._openmp_flags(msvc)
         self.gncpu_build_info = {
             "compiler": self.compiler.compiler_type,
@@ -147,6 +168,8 @@ class BuildExt(build_ext):
             ext.extra_objects = list(ext.extra_objects or []) + isa_objects
             ext.extra_compile_args = common + omp_compile
             ext.extra_link_args = list(ext.extra_link_args or []) + omp_link
+            if not msvc and env_flag("GNCPU_SANITIZE"):
+                ext.extra_link_args += ["-fsanitize=address,undefined"]
             info = self.gncpu_build_info
             ext.define_macros += [
                 ("GNCPU_BUILD_COMPILER", f'"{info["compiler"]}"'),

@@ -32,6 +32,7 @@ def assert_untouched(out):
     (dict(eps=-1e-5), ValueError, "eps"),
     (dict(eps=float("nan")), ValueError, "eps"),
     (dict(eps=float("inf")), ValueError, "eps"),
+    (dict(eps=10**400), ValueError, "eps"),
     (dict(eps="1e-5"), TypeError, "eps"),
     (dict(eps=None), TypeError, "eps"),
     (dict(weight=np.ones(7, np.float32)), ValueError, "weight"),

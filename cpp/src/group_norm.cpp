@@ -13,6 +13,9 @@
 #if defined(_OPENMP)
 #include <omp.h>
 #endif
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#endif
 
 #include "cpu_features.h"
 #include "dispatch.h"
@@ -62,8 +65,19 @@ int64_t min_elements_per_thread() {
     return forced > 0 ? forced : kDefaultMinElementsPerThread;
 }
 
+// libgomp is not fork-safe (GCC PR 60035): a child forked after the parent
+// used its thread pool hangs in the next parallel region.  multiprocessing
+// forks by default on Linux, so a forked child runs gncpu serially instead.
+std::atomic<bool> g_in_forked_child{false};
+
+#if defined(__unix__) || defined(__APPLE__)
+void mark_forked_child() { g_in_forked_child.store(true, std::memory_order_relaxed); }
+const int g_fork_handler_registered = pthread_atfork(nullptr, nullptr, mark_forked_child);
+#endif
+
 int threads_for(int64_t work_elements, int requested) {
 #if defined(_OPENMP)
+    if (g_in_forked_child.load(std::memory_order_relaxed)) return 1;
     int64_t threads = requested < 1 ? 1 : requested;
     const int64_t useful = work_elements / min_elements_per_thread();
     if (threads > useful) threads = useful < 1 ? 1 : useful;
@@ -430,5 +444,9 @@ void gncpu_set_tuning(int64_t cache_budget_bytes, int64_t min_elements_per_threa
 }
 
 int64_t gncpu_cache_budget_bytes(void) { return gncpu::cache_budget_bytes(); }
+
+int gncpu_in_forked_child(void) {
+    return gncpu::g_in_forked_child.load(std::memory_order_relaxed) ? 1 : 0;
+}
 
 }  // extern "C"

@@ -43,6 +43,7 @@ cdef extern from "gncpu/gncpu.h" nogil:
 
     int gncpu_openmp_enabled()
     int gncpu_omp_max_threads()
+    int gncpu_in_forked_child()
     void gncpu_set_tuning(int64_t cache_budget_bytes, int64_t min_elements_per_thread,
                           int64_t streaming_threshold_bytes)
     int64_t gncpu_cache_budget_bytes()

@@ -81,7 +81,10 @@ cdef double _as_eps(object eps) except? -1.0:
             return value
     if isinstance(eps, (str, bytes)) or not isinstance(eps, numbers.Real):
         raise TypeError(f"eps must be a real number, got {type(eps).__name__}")
-    value = float(eps)
+    try:
+        value = float(eps)
+    except OverflowError:  # an int beyond the float range
+        raise ValueError(f"eps must be finite and non-negative, got {eps!r}") from None
     if not (value >= 0.0) or value == float("inf"):
         raise ValueError(f"eps must be finite and non-negative, got {eps!r}")
     return value
@@ -352,6 +355,8 @@ def build_info():
         "supported_isas": supported_isas(),
         "active_isa": isa(),
         "cache_budget_bytes": gncpu_cache_budget_bytes(),
+        # True in a process forked after gncpu loaded: it runs serially there.
+        "forked_child": bool(gncpu_in_forked_child()),
     }
 
 

@@ -82,6 +82,9 @@ gncpu_status gncpu_set_isa(int isa);
 /* Threads. */
 int gncpu_openmp_enabled(void);
 int gncpu_omp_max_threads(void);            /* 1 without OpenMP */
+/* 1 in a process forked after this library loaded: OpenMP runtimes are not
+ * fork-safe, so such a process computes serially (correct, not parallel). */
+int gncpu_in_forked_child(void);
 
 /* Scheduling knobs, for tests that must reach every code path on a small
  * machine.  Zero restores the default.  Not for production use. */
