@@ -89,12 +89,12 @@ int threads_for(int64_t work_elements, int requested) {
 #endif
 }
 
-template <class T>
+template <class S, class C>
 struct Problem {
-    const T* x;
-    T* y;
-    const T* weight;  // may be null: all ones
-    const T* bias;    // may be null: all zeros
+    const S* x;       // values as stored: float, double, or 16-bit patterns
+    S* y;
+    const C* weight;  // may be null: all ones
+    const C* bias;    // may be null: all zeros
     double eps;
     int64_t spatial;
     int64_t groups_per_example;
@@ -105,9 +105,9 @@ struct Problem {
     int64_t blocks_per_group;
     // normalize_rows for the activation, or its streaming twin for outputs
     // larger than the LLC.
-    typename KernelsFor<T>::NormalizeRows normalize_rows;
-    T* mean_out;  // may be null
-    T* rstd_out;  // may be null
+    typename KernelsFor<S, C>::NormalizeRows normalize_rows;
+    C* mean_out;  // may be null
+    C* rstd_out;  // may be null
 
     int64_t block_size(int64_t block) const {
         const int64_t begin = block * block_len;
@@ -148,16 +148,16 @@ struct MomentsAccumulator {
     }
 };
 
-template <class T>
-GroupStats stats_from_blocks(const Problem<T>& p, const BlockMoments* blocks) {
+template <class S, class C>
+GroupStats stats_from_blocks(const Problem<S, C>& p, const BlockMoments* blocks) {
     MomentsAccumulator acc;
     for (int64_t b = 0; b < p.blocks_per_group; ++b) acc.add(blocks[b], p.block_size(b));
     return acc.finish(p.eps);
 }
 
-template <class T>
-GroupStats stats_of_group(const KernelsFor<T>& k, const Problem<T>& p, int64_t group) {
-    const T* x = p.x + group * p.group_size;
+template <class S, class C>
+GroupStats stats_of_group(const KernelsFor<S, C>& k, const Problem<S, C>& p, int64_t group) {
+    const S* x = p.x + group * p.group_size;
     MomentsAccumulator acc;
     for (int64_t b = 0; b < p.blocks_per_group; ++b) {
         const int64_t n = p.block_size(b);
@@ -167,49 +167,49 @@ GroupStats stats_of_group(const KernelsFor<T>& k, const Problem<T>& p, int64_t g
 }
 
 // Writes y over elements [begin, end) of one group.  The mean is held as
-// center + residual: center = mean rounded to T, and the residual goes into
+// center + residual: center = mean rounded to C, and the residual goes into
 // the per-channel offset.  Computing (x - center) * scale + offset keeps the
 // subtraction exact when |x| >> std, where folding the mean into the offset
 // (x * scale + (bias - mean * scale)) would cancel catastrophically.
-template <class T>
-void normalize_span(const Problem<T>& p, int64_t group,
+template <class S, class C>
+void normalize_span(const Problem<S, C>& p, int64_t group,
                     const GroupStats& stats, int64_t begin, int64_t end) {
     const int64_t base = group * p.group_size;
     const int64_t first_channel = (group % p.groups_per_example) * p.channels_per_group;
-    const T center = static_cast<T>(stats.mean);
+    const C center = static_cast<C>(stats.mean);
     const double residual = stats.mean - static_cast<double>(center);
-    const int64_t S = p.spatial;
-    if (begin == 0 && p.mean_out) p.mean_out[group] = static_cast<T>(stats.mean);
-    if (begin == 0 && p.rstd_out) p.rstd_out[group] = static_cast<T>(stats.rstd);
+    const int64_t row_len = p.spatial;
+    if (begin == 0 && p.mean_out) p.mean_out[group] = static_cast<C>(stats.mean);
+    if (begin == 0 && p.rstd_out) p.rstd_out[group] = static_cast<C>(stats.rstd);
 
-    T scale[kRowsPerCall];
-    T offset[kRowsPerCall];
+    C scale[kRowsPerCall];
+    C offset[kRowsPerCall];
     auto prepare = [&](int64_t row, int64_t rows) {
         for (int64_t r = 0; r < rows; ++r) {
             const int64_t c = first_channel + row + r;
             const double a = stats.rstd * (p.weight ? static_cast<double>(p.weight[c]) : 1.0);
             const double b = p.bias ? static_cast<double>(p.bias[c]) : 0.0;
-            scale[r] = static_cast<T>(a);
-            offset[r] = static_cast<T>(b - residual * a);
+            scale[r] = static_cast<C>(a);
+            offset[r] = static_cast<C>(b - residual * a);
         }
     };
 
     int64_t pos = begin;
     while (pos < end) {
-        const int64_t row = pos / S;
-        const int64_t col = pos - row * S;
-        if (col != 0 || end - pos < S) {  // a cut row at either end of the span
-            const int64_t len = (S - col < end - pos) ? S - col : end - pos;
+        const int64_t row = pos / row_len;
+        const int64_t col = pos - row * row_len;
+        if (col != 0 || end - pos < row_len) {  // a cut row at either end of the span
+            const int64_t len = (row_len - col < end - pos) ? row_len - col : end - pos;
             prepare(row, 1);
             p.normalize_rows(p.x + base + pos, p.y + base + pos, 1, len, center, scale, offset);
             pos += len;
             continue;
         }
-        int64_t rows = (end - pos) / S;
+        int64_t rows = (end - pos) / row_len;
         if (rows > kRowsPerCall) rows = kRowsPerCall;
         prepare(row, rows);
-        p.normalize_rows(p.x + base + pos, p.y + base + pos, rows, S, center, scale, offset);
-        pos += rows * S;
+        p.normalize_rows(p.x + base + pos, p.y + base + pos, rows, row_len, center, scale, offset);
+        pos += rows * row_len;
     }
 }
 
@@ -217,8 +217,8 @@ void normalize_span(const Problem<T>& p, int64_t group,
 // are cut at block boundaries and spread over all threads, one batch of
 // groups at a time: every thread takes the moments of its blocks, all meet at
 // a barrier, then each normalises the same blocks, still in its own cache.
-template <class T>
-void run_split(const KernelsFor<T>& k, const Problem<T>& p, int threads,
+template <class S, class C>
+void run_split(const KernelsFor<S, C>& k, const Problem<S, C>& p, int threads,
                int64_t groups_per_batch, BlockMoments* scratch) {
     const int64_t batches = (p.total_groups + groups_per_batch - 1) / groups_per_batch;
     const int64_t slot_stride = groups_per_batch * p.blocks_per_group;
@@ -269,8 +269,8 @@ void run_split(const KernelsFor<T>& k, const Problem<T>& p, int threads,
     }
 }
 
-template <class T>
-void process_group_range(const KernelsFor<T>& k, const Problem<T>& p, int64_t first,
+template <class S, class C>
+void process_group_range(const KernelsFor<S, C>& k, const Problem<S, C>& p, int64_t first,
                          int64_t last) {
     // Statistics, then the normalisation while the group is still in L2.
     // (Tried and measured: interleaving the next group's statistics with this
@@ -283,8 +283,8 @@ void process_group_range(const KernelsFor<T>& k, const Problem<T>& p, int64_t fi
     }
 }
 
-template <class T>
-void run_whole_groups(const KernelsFor<T>& k, const Problem<T>& p, int threads) {
+template <class S, class C>
+void run_whole_groups(const KernelsFor<S, C>& k, const Problem<S, C>& p, int threads) {
     if (threads <= 1) {
         process_group_range(k, p, 0, p.total_groups);
         return;
@@ -301,11 +301,11 @@ void run_whole_groups(const KernelsFor<T>& k, const Problem<T>& p, int threads) 
 #endif
 }
 
-template <class T>
-gncpu_status group_norm(const KernelsFor<T>& k, const T* x, T* y, int64_t batch,
+template <class S, class C>
+gncpu_status group_norm(const KernelsFor<S, C>& k, const S* x, S* y, int64_t batch,
                         int64_t channels, int64_t spatial, int64_t num_groups,
-                        const T* weight, const T* bias, double eps, int activation,
-                        T* mean_out, T* rstd_out, int num_threads) {
+                        const C* weight, const C* bias, double eps, int activation,
+                        C* mean_out, C* rstd_out, int num_threads) {
     if (activation < 0 || activation >= kActivationCount) return GNCPU_ERR_BAD_ACTIVATION;
     if (batch < 0 || channels < 0 || spatial < 0) return GNCPU_ERR_BAD_SHAPE;
     if (num_groups <= 0 || channels % num_groups != 0) return GNCPU_ERR_BAD_GROUPS;
@@ -316,7 +316,7 @@ gncpu_status group_norm(const KernelsFor<T>& k, const T* x, T* y, int64_t batch,
     if (total == 0) return GNCPU_OK;
     if (x == nullptr || y == nullptr) return GNCPU_ERR_NULL_POINTER;
 
-    Problem<T> p;
+    Problem<S, C> p;
     p.x = x;
     p.y = y;
     p.weight = weight;
@@ -327,16 +327,16 @@ gncpu_status group_norm(const KernelsFor<T>& k, const T* x, T* y, int64_t batch,
     p.channels_per_group = channels / num_groups;
     p.group_size = p.channels_per_group * spatial;
     p.total_groups = batch * num_groups;
-    p.block_len = kBlockBytes / static_cast<int64_t>(sizeof(T));
+    p.block_len = kBlockBytes / static_cast<int64_t>(sizeof(S));
     p.blocks_per_group = (p.group_size + p.block_len - 1) / p.block_len;
-    const bool streaming = 2 * total * static_cast<int64_t>(sizeof(T)) > streaming_threshold_bytes();
+    const bool streaming = 2 * total * static_cast<int64_t>(sizeof(S)) > streaming_threshold_bytes();
     p.normalize_rows = streaming ? k.normalize_rows_streaming[activation]
                                  : k.normalize_rows[activation];
     p.mean_out = mean_out;
     p.rstd_out = rstd_out;
 
     const int threads = threads_for(total, num_threads);
-    const int64_t group_bytes = p.group_size * static_cast<int64_t>(sizeof(T));
+    const int64_t group_bytes = p.group_size * static_cast<int64_t>(sizeof(S));
     const int64_t budget = cache_budget_bytes();
     const bool groups_fit = group_bytes <= budget;
     // Whole groups per thread need no barrier; use them when every thread
@@ -382,6 +382,26 @@ gncpu_status gncpu_group_norm_f64(const double* x, double* y, int64_t batch, int
                                   const double* bias, double eps, gncpu_activation activation,
                                   double* mean_out, double* rstd_out, int num_threads) {
     return gncpu::group_norm(gncpu::active_kernels().f64, x, y, batch, channels, spatial,
+                             num_groups, weight, bias, eps, static_cast<int>(activation),
+                             mean_out, rstd_out, num_threads);
+}
+
+gncpu_status gncpu_group_norm_f16(const uint16_t* x, uint16_t* y, int64_t batch,
+                                  int64_t channels, int64_t spatial, int64_t num_groups,
+                                  const float* weight, const float* bias, double eps,
+                                  gncpu_activation activation, float* mean_out,
+                                  float* rstd_out, int num_threads) {
+    return gncpu::group_norm(gncpu::active_kernels().f16, x, y, batch, channels, spatial,
+                             num_groups, weight, bias, eps, static_cast<int>(activation),
+                             mean_out, rstd_out, num_threads);
+}
+
+gncpu_status gncpu_group_norm_bf16(const uint16_t* x, uint16_t* y, int64_t batch,
+                                   int64_t channels, int64_t spatial, int64_t num_groups,
+                                   const float* weight, const float* bias, double eps,
+                                   gncpu_activation activation, float* mean_out,
+                                   float* rstd_out, int num_threads) {
+    return gncpu::group_norm(gncpu::active_kernels().bf16, x, y, batch, channels, spatial,
                              num_groups, weight, bias, eps, static_cast<int>(activation),
                              mean_out, rstd_out, num_threads);
 }

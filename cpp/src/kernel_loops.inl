@@ -8,12 +8,113 @@
 // and a function fence_streams() that orders streaming stores.  F32 also
 // provides, for the fused activations: mul, div, max, min (x86 semantics: the
 // second operand when either is NaN), round (to nearest) and pow2 (2^n for
-// integral n).
+// integral n); and, for 16-bit storage, load_half/store_half (IEEE binary16)
+// and load_bf16/store_bf16 (bfloat16), converting width values to/from float
+// (round to nearest even).
+//
+// The loops are written over a *storage* policy S: how values are held in
+// memory (S::Stored) and the lanes they are computed in (S::Lanes).  float32
+// and float64 are held as they are computed; float16 and bfloat16 are held in
+// 16 bits and computed in float32 lanes.
 // Everything here therefore has internal linkage in each ISA's object, and it
 // must not call inline library templates (std::min and friends), which would
 // be shared between objects compiled for different ISAs.
 //
 // Why the statistics are computed the way they are: see cpp/README.md.
+
+// Exact scalar conversions for the 16-bit formats (tails, the first value of
+// a block, and the portable kernel).
+inline float half_bits_to_float(uint16_t h) {
+    const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+    const uint32_t exponent = (h >> 10) & 0x1fu;
+    const uint32_t mantissa = h & 0x3ffu;
+    uint32_t bits;
+    if (exponent == 0) {  // zero or subnormal: mantissa * 2^-24, exact in float
+        const float value = static_cast<float>(mantissa) * 5.9604644775390625e-08f;
+        memcpy(&bits, &value, sizeof(bits));
+        bits |= sign;
+    } else if (exponent == 31) {
+        bits = sign | 0x7f800000u | (mantissa << 13);
+    } else {
+        bits = sign | ((exponent + 112u) << 23) | (mantissa << 13);
+    }
+    float f;
+    memcpy(&f, &bits, sizeof(f));
+    return f;
+}
+
+inline uint16_t float_to_half_bits(float f) {  // round to nearest even
+    uint32_t x;
+    memcpy(&x, &f, sizeof(x));
+    const uint32_t sign = (x >> 16) & 0x8000u;
+    const uint32_t magnitude = x & 0x7fffffffu;
+    if (magnitude >= 0x7f800000u) return static_cast<uint16_t>(sign | (magnitude > 0x7f800000u ? 0x7e00u : 0x7c00u));
+    if (magnitude >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // >= 65520: inf
+    if (magnitude < 0x38800000u) {  // below 2^-14: a subnormal half (or zero)
+        float a;
+        memcpy(&a, &magnitude, sizeof(a));
+        const float units = a * 16777216.0f;                    // in units of 2^-24, exact
+        const float rounded = (units + 8388608.0f) - 8388608.0f;  // to nearest even integer
+        return static_cast<uint16_t>(sign | static_cast<uint32_t>(rounded));
+    }
+    uint32_t half = (magnitude - 0x38000000u) >> 13;
+    const uint32_t rest = magnitude & 0x1fffu;
+    if (rest > 0x1000u || (rest == 0x1000u && (half & 1u))) ++half;  // may carry into the exponent
+    return static_cast<uint16_t>(sign | half);
+}
+
+inline float bf16_bits_to_float(uint16_t b) {
+    const uint32_t bits = static_cast<uint32_t>(b) << 16;
+    float f;
+    memcpy(&f, &bits, sizeof(f));
+    return f;
+}
+
+inline uint16_t float_to_bf16_bits(float f) {  // round to nearest even; NaN stays NaN
+    uint32_t x;
+    memcpy(&x, &f, sizeof(x));
+    if ((x & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((x >> 16) | 0x40u);
+    x += 0x7fffu + ((x >> 16) & 1u);
+    return static_cast<uint16_t>(x >> 16);
+}
+
+// Values held as they are computed (float32, float64).
+template <class L>
+struct NativeStorage {
+    using Stored = typename L::T;
+    using Lanes = L;
+    static typename L::V load(const Stored* p) { return L::load(p); }
+    static void store(Stored* p, typename L::V v) { L::store(p, v); }
+    static void stream(Stored* p, typename L::V v) { L::stream(p, v); }
+    static typename L::T to_compute(Stored v) { return v; }
+};
+
+// IEEE float16 held in 16 bits, computed in float32 lanes.
+template <class L>
+struct HalfStorage {
+    using Stored = uint16_t;
+    using Lanes = L;
+    static typename L::V load(const Stored* p) { return L::load_half(p); }
+    static void store(Stored* p, typename L::V v) { L::store_half(p, v); }
+    static void stream(Stored* p, typename L::V v) { L::store_half(p, v); }
+    static float to_compute(Stored v) { return half_bits_to_float(v); }
+};
+
+// bfloat16 held in 16 bits, computed in float32 lanes.
+template <class L>
+struct BFloat16Storage {
+    using Stored = uint16_t;
+    using Lanes = L;
+    static typename L::V load(const Stored* p) { return L::load_bf16(p); }
+    static void store(Stored* p, typename L::V v) { L::store_bf16(p, v); }
+    static void stream(Stored* p, typename L::V v) { L::store_bf16(p, v); }
+    static float to_compute(Stored v) { return bf16_bits_to_float(v); }
+};
+
+using F32Storage = NativeStorage<F32>;
+using F64Storage = NativeStorage<F64>;
+using F16Storage = HalfStorage<F32>;
+using BF16Storage = BFloat16Storage<F32>;
 
 // Pairwise, in double: a short dependency chain (log2(width) adds), and a
 // fixed order, so the result never depends on anything but the lanes.
@@ -31,17 +132,17 @@ inline double lanes_sum(typename L::V v) {
 
 // Tails go through a full-width vector so that every element sees exactly the
 // same lane arithmetic wherever a row happens to be cut.
-template <class L>
-inline typename L::V load_partial(const typename L::T* p, int64_t n) {
-    alignas(64) typename L::T buf[L::width];
-    for (int64_t i = 0; i < L::width; ++i) buf[i] = i < n ? p[i] : typename L::T(0);
-    return L::load(buf);
+template <class S>
+inline typename S::Lanes::V load_partial(const typename S::Stored* p, int64_t n) {
+    alignas(64) typename S::Stored buf[S::Lanes::width];
+    for (int64_t i = 0; i < S::Lanes::width; ++i) buf[i] = i < n ? p[i] : typename S::Stored(0);
+    return S::load(buf);
 }
 
-template <class L>
-inline void store_partial(typename L::T* p, typename L::V v, int64_t n) {
-    alignas(64) typename L::T buf[L::width];
-    L::store(buf, v);
+template <class S>
+inline void store_partial(typename S::Stored* p, typename S::Lanes::V v, int64_t n) {
+    alignas(64) typename S::Stored buf[S::Lanes::width];
+    S::store(buf, v);
     for (int64_t i = 0; i < n; ++i) p[i] = buf[i];
 }
 
@@ -49,9 +150,10 @@ inline void store_partial(typename L::T* p, typename L::V v, int64_t n) {
 // The rounding error of these sums scales with the spread of the data about
 // the center, not with its offset (a float32 E[x^2]-E[x]^2 is NaN-prone at mean
 // 1e4), as long as the center is close to the mean: see block_moments.
-template <class L>
-BlockMoments centered_moments(const typename L::T* x, int64_t n, typename L::T center,
-                              double inv_count) {
+template <class S>
+BlockMoments centered_moments(const typename S::Stored* x, int64_t n,
+                              typename S::Lanes::T center, double inv_count) {
+    using L = typename S::Lanes;
     using V = typename L::V;
     constexpr int64_t W = L::width;
     const V center_v = L::set1(center);
@@ -61,10 +163,10 @@ BlockMoments centered_moments(const typename L::T* x, int64_t n, typename L::T c
     V sq0 = L::zero(), sq1 = L::zero(), sq2 = L::zero(), sq3 = L::zero();
     int64_t i = 0;
     for (; i + 4 * W <= n; i += 4 * W) {
-        const V d0 = L::sub(L::load(x + i), center_v);
-        const V d1 = L::sub(L::load(x + i + W), center_v);
-        const V d2 = L::sub(L::load(x + i + 2 * W), center_v);
-        const V d3 = L::sub(L::load(x + i + 3 * W), center_v);
+        const V d0 = L::sub(S::load(x + i), center_v);
+        const V d1 = L::sub(S::load(x + i + W), center_v);
+        const V d2 = L::sub(S::load(x + i + 2 * W), center_v);
+        const V d3 = L::sub(S::load(x + i + 3 * W), center_v);
         dev0 = L::add(dev0, d0);
         dev1 = L::add(dev1, d1);
         dev2 = L::add(dev2, d2);
@@ -75,14 +177,14 @@ BlockMoments centered_moments(const typename L::T* x, int64_t n, typename L::T c
         sq3 = L::mul_add(d3, d3, sq3);
     }
     for (; i + W <= n; i += W) {
-        const V d0 = L::sub(L::load(x + i), center_v);
+        const V d0 = L::sub(S::load(x + i), center_v);
         dev0 = L::add(dev0, d0);
         sq0 = L::mul_add(d0, d0, sq0);
     }
     double dev = lanes_sum<L>(L::add(L::add(dev0, dev1), L::add(dev2, dev3)));
     double sq = lanes_sum<L>(L::add(L::add(sq0, sq1), L::add(sq2, sq3)));
     for (; i < n; ++i) {
-        const double d = static_cast<double>(x[i]) - static_cast<double>(center);
+        const double d = static_cast<double>(S::to_compute(x[i])) - static_cast<double>(center);
         dev += d;
         sq += d * d;
     }
@@ -104,17 +206,17 @@ BlockMoments centered_moments(const typename L::T* x, int64_t n, typename L::T c
 // two-pass result.  The choice depends on the block's values only, so results
 // stay independent of the thread count.  A constant block gives M2 == 0 and
 // mean == x exactly; a NaN anywhere makes both NaN.
-template <class L>
-BlockMoments block_moments(const typename L::T* x, int64_t n) {
-    using T = typename L::T;
+template <class S>
+BlockMoments block_moments(const typename S::Stored* x, int64_t n) {
+    using T = typename S::Lanes::T;
     constexpr double kMaxShiftRatio = 16.0;
     // One division per block: small groups are latency-bound on these.
     const double inv_count = 1.0 / static_cast<double>(n);
-    const T center = x[0];
-    const BlockMoments first = centered_moments<L>(x, n, center, inv_count);
+    const T center = S::to_compute(x[0]);
+    const BlockMoments first = centered_moments<S>(x, n, center, inv_count);
     const double shift = first.mean - static_cast<double>(center);
     if (!(static_cast<double>(n) * shift * shift > kMaxShiftRatio * first.m2)) return first;
-    return centered_moments<L>(x, n, static_cast<T>(first.mean), inv_count);
+    return centered_moments<S>(x, n, static_cast<T>(first.mean), inv_count);
 }
 
 // Activations fused into the normalisation (values match gncpu_activation).
@@ -197,51 +299,52 @@ inline typename L::V normalize_lanes(typename L::V v, typename L::V center,
 // with non-temporal stores (no read-for-ownership of y, no eviction of x).
 // The head up to the first aligned address goes through a partial vector:
 // the same lane arithmetic, so every element's value is the same either way.
-template <class L, bool kStream, int kAct>
-void normalize_rows(const typename L::T* x, typename L::T* y, int64_t rows,
-                    int64_t row_len, typename L::T center,
-                    const typename L::T* scale, const typename L::T* offset) {
-    using T = typename L::T;
+template <class S, bool kStream, int kAct>
+void normalize_rows(const typename S::Stored* x, typename S::Stored* y, int64_t rows,
+                    int64_t row_len, typename S::Lanes::T center,
+                    const typename S::Lanes::T* scale, const typename S::Lanes::T* offset) {
+    using L = typename S::Lanes;
+    using Stored = typename S::Stored;
     using V = typename L::V;
     constexpr int64_t W = L::width;
-    constexpr uintptr_t kAlign = sizeof(T) * W;
+    constexpr uintptr_t kAlign = sizeof(Stored) * W;
     const V center_v = L::set1(center);
     for (int64_t r = 0; r < rows; ++r) {
-        const T* xr = x + r * row_len;
-        T* yr = y + r * row_len;
+        const Stored* xr = x + r * row_len;
+        Stored* yr = y + r * row_len;
         const V scale_v = L::set1(scale[r]);
         const V offset_v = L::set1(offset[r]);
         int64_t i = 0;
         if (kStream) {
             const uintptr_t misalign = reinterpret_cast<uintptr_t>(yr) % kAlign;
-            if (misalign % sizeof(T) == 0 && misalign != 0) {
-                int64_t head = static_cast<int64_t>((kAlign - misalign) / sizeof(T));
+            if (misalign % sizeof(Stored) == 0 && misalign != 0) {
+                int64_t head = static_cast<int64_t>((kAlign - misalign) / sizeof(Stored));
                 if (head > row_len) head = row_len;
-                store_partial<L>(yr, normalize_lanes<L, kAct>(load_partial<L>(xr, head), center_v,
-                                                        scale_v, offset_v), head);
+                store_partial<S>(yr, normalize_lanes<L, kAct>(load_partial<S>(xr, head), center_v,
+                                                              scale_v, offset_v), head);
                 i = head;
             }
             if (reinterpret_cast<uintptr_t>(yr + i) % kAlign == 0) {
                 for (; i + W <= row_len; i += W) {
-                    L::stream(yr + i, normalize_lanes<L, kAct>(L::load(xr + i), center_v, scale_v,
-                                                         offset_v));
+                    S::stream(yr + i, normalize_lanes<L, kAct>(S::load(xr + i), center_v,
+                                                               scale_v, offset_v));
                 }
             }
         }
         for (; i + 4 * W <= row_len; i += 4 * W) {
-            const V x0 = L::load(xr + i), x1 = L::load(xr + i + W);
-            const V x2 = L::load(xr + i + 2 * W), x3 = L::load(xr + i + 3 * W);
-            L::store(yr + i, normalize_lanes<L, kAct>(x0, center_v, scale_v, offset_v));
-            L::store(yr + i + W, normalize_lanes<L, kAct>(x1, center_v, scale_v, offset_v));
-            L::store(yr + i + 2 * W, normalize_lanes<L, kAct>(x2, center_v, scale_v, offset_v));
-            L::store(yr + i + 3 * W, normalize_lanes<L, kAct>(x3, center_v, scale_v, offset_v));
+            const V x0 = S::load(xr + i), x1 = S::load(xr + i + W);
+            const V x2 = S::load(xr + i + 2 * W), x3 = S::load(xr + i + 3 * W);
+            S::store(yr + i, normalize_lanes<L, kAct>(x0, center_v, scale_v, offset_v));
+            S::store(yr + i + W, normalize_lanes<L, kAct>(x1, center_v, scale_v, offset_v));
+            S::store(yr + i + 2 * W, normalize_lanes<L, kAct>(x2, center_v, scale_v, offset_v));
+            S::store(yr + i + 3 * W, normalize_lanes<L, kAct>(x3, center_v, scale_v, offset_v));
         }
         for (; i + W <= row_len; i += W) {
-            L::store(yr + i, normalize_lanes<L, kAct>(L::load(xr + i), center_v, scale_v, offset_v));
+            S::store(yr + i, normalize_lanes<L, kAct>(S::load(xr + i), center_v, scale_v, offset_v));
         }
         if (i < row_len) {
-            const V v = load_partial<L>(xr + i, row_len - i);
-            store_partial<L>(yr + i, normalize_lanes<L, kAct>(v, center_v, scale_v, offset_v),
+            const V v = load_partial<S>(xr + i, row_len - i);
+            store_partial<S>(yr + i, normalize_lanes<L, kAct>(v, center_v, scale_v, offset_v),
                              row_len - i);
         }
     }
@@ -249,18 +352,20 @@ void normalize_rows(const typename L::T* x, typename L::T* y, int64_t rows,
 }
 
 // The table each ISA exports, as a constant expression (see kernel_table.h).
-#define GNCPU_NORMALIZERS(ns, lanes, stream)                                            \
+#define GNCPU_NORMALIZERS(ns, storage, stream)                                          \
     {                                                                                   \
-        &ns::normalize_rows<ns::lanes, stream, ns::kIdentity>,                          \
-            &ns::normalize_rows<ns::lanes, stream, ns::kSilu>,                          \
-            &ns::normalize_rows<ns::lanes, stream, ns::kRelu>,                          \
-            &ns::normalize_rows<ns::lanes, stream, ns::kGelu>                           \
+        &ns::normalize_rows<ns::storage, stream, ns::kIdentity>,                        \
+            &ns::normalize_rows<ns::storage, stream, ns::kSilu>,                        \
+            &ns::normalize_rows<ns::storage, stream, ns::kRelu>,                        \
+            &ns::normalize_rows<ns::storage, stream, ns::kGelu>                         \
+    }
+#define GNCPU_KERNELS(ns, storage)                                                      \
+    {                                                                                   \
+        &ns::block_moments<ns::storage>, GNCPU_NORMALIZERS(ns, storage, false),         \
+            GNCPU_NORMALIZERS(ns, storage, true)                                        \
     }
 #define GNCPU_KERNEL_TABLE_INIT(ns, isa_name)                                           \
     {                                                                                   \
-        isa_name,                                                                       \
-            {&ns::block_moments<ns::F32>, GNCPU_NORMALIZERS(ns, F32, false),            \
-             GNCPU_NORMALIZERS(ns, F32, true)},                                         \
-            {&ns::block_moments<ns::F64>, GNCPU_NORMALIZERS(ns, F64, false),            \
-             GNCPU_NORMALIZERS(ns, F64, true)}                                          \
+        isa_name, GNCPU_KERNELS(ns, F32Storage), GNCPU_KERNELS(ns, F64Storage),         \
+            GNCPU_KERNELS(ns, F16Storage), GNCPU_KERNELS(ns, BF16Storage)               \
     }

@@ -3,6 +3,7 @@
 #include <arm_neon.h>
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "kernel_table.h"
 
@@ -22,6 +23,22 @@ struct F32 {
     static V add(V a, V b) { return vaddq_f32(a, b); }
     static V sub(V a, V b) { return vsubq_f32(a, b); }
     static V mul_add(V a, V b, V c) { return vfmaq_f32(c, a, b); }
+    // 16-bit storage (fcvt for binary16; shifts and rounding for bfloat16).
+    static V load_half(const uint16_t* p) {
+        return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p)));
+    }
+    static void store_half(uint16_t* p, V v) { vst1_u16(p, vreinterpret_u16_f16(vcvt_f16_f32(v))); }
+    static V load_bf16(const uint16_t* p) {
+        return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(p), 16));
+    }
+    static void store_bf16(uint16_t* p, V v) {
+        const uint32x4_t bits = vreinterpretq_u32_f32(v);
+        const uint32x4_t lsb = vandq_u32(vshrq_n_u32(bits, 16), vdupq_n_u32(1));
+        const uint32x4_t rounded = vaddq_u32(bits, vaddq_u32(vdupq_n_u32(0x7fff), lsb));
+        const uint32x4_t quiet_nan = vorrq_u32(bits, vdupq_n_u32(0x00400000));
+        const uint32x4_t is_number = vceqq_f32(v, v);
+        vst1_u16(p, vshrn_n_u32(vbslq_u32(is_number, rounded, quiet_nan), 16));
+    }
     static V mul(V a, V b) { return vmulq_f32(a, b); }
     static V div(V a, V b) { return vdivq_f32(a, b); }
     // x86 semantics (the second operand when either is NaN), so every ISA

@@ -76,6 +76,12 @@ struct PortableLanes {
         }
         return a;
     }
+    // 16-bit storage: exact software conversions (defined in kernel_loops.inl,
+    // which this file includes below; declared here).
+    static V load_half(const uint16_t* p);
+    static void store_half(uint16_t* p, V v);
+    static V load_bf16(const uint16_t* p);
+    static void store_bf16(uint16_t* p, V v);
     static V pow2(V n) {  // 2^n for integral n in [-126, 127]
         V r;
         for (int i = 0; i < N; ++i) {
@@ -92,6 +98,27 @@ using F64 = PortableLanes<double, 4>;
 inline void fence_streams() {}
 
 #include "kernel_loops.inl"
+
+template <class Scalar, int N>
+typename PortableLanes<Scalar, N>::V PortableLanes<Scalar, N>::load_half(const uint16_t* p) {
+    V r;
+    for (int i = 0; i < N; ++i) r.lane[i] = half_bits_to_float(p[i]);
+    return r;
+}
+template <class Scalar, int N>
+void PortableLanes<Scalar, N>::store_half(uint16_t* p, V v) {
+    for (int i = 0; i < N; ++i) p[i] = float_to_half_bits(v.lane[i]);
+}
+template <class Scalar, int N>
+typename PortableLanes<Scalar, N>::V PortableLanes<Scalar, N>::load_bf16(const uint16_t* p) {
+    V r;
+    for (int i = 0; i < N; ++i) r.lane[i] = bf16_bits_to_float(p[i]);
+    return r;
+}
+template <class Scalar, int N>
+void PortableLanes<Scalar, N>::store_bf16(uint16_t* p, V v) {
+    for (int i = 0; i < N; ++i) p[i] = float_to_bf16_bits(v.lane[i]);
+}
 
 }  // namespace
 }  // namespace scalar_isa

@@ -21,19 +21,22 @@ struct BlockMoments {
 // None, SiLU, ReLU, GELU: the values of gncpu_activation.
 constexpr int kActivationCount = 4;
 
-template <class T>
+// Kernels for values held as Stored (float, double, or the 16 bits of a
+// float16/bfloat16) and computed as Compute (float or double).
+template <class Stored, class Compute>
 struct KernelsFor {
     // Moments of x[0..n), n >= 1.  Must be a pure function of the block's
     // values: the driver relies on it for thread-count-independent results.
-    BlockMoments (*block_moments)(const T* x, int64_t n);
+    BlockMoments (*block_moments)(const Stored* x, int64_t n);
 
     // y[r*row_len + i] = act((x[r*row_len + i] - center) * scale[r] + offset[r])
     // for r < rows, i < row_len, one function per activation (indexed by
     // gncpu_activation).  Each element's result must not depend on where the
     // row starts or ends (tiles may cut a row anywhere), so tails use the
     // same lane arithmetic as full vectors.
-    using NormalizeRows = void (*)(const T* x, T* y, int64_t rows, int64_t row_len,
-                                   T center, const T* scale, const T* offset);
+    using NormalizeRows = void (*)(const Stored* x, Stored* y, int64_t rows, int64_t row_len,
+                                   Compute center, const Compute* scale,
+                                   const Compute* offset);
     NormalizeRows normalize_rows[kActivationCount];
 
     // The same, bitwise, with non-temporal stores where the ISA has them: for
@@ -43,8 +46,10 @@ struct KernelsFor {
 
 struct KernelTable {
     const char* name;
-    KernelsFor<float> f32;
-    KernelsFor<double> f64;
+    KernelsFor<float, float> f32;
+    KernelsFor<double, double> f64;
+    KernelsFor<uint16_t, float> f16;   // IEEE binary16
+    KernelsFor<uint16_t, float> bf16;  // bfloat16
 };
 
 // One per ISA compiled in; constant-initialised, so looking one up runs no

@@ -140,6 +140,75 @@ void check_shape(const Shape& s, double mean, double std_dev, double tolerance,
     }
 }
 
+// The test's own 16-bit codecs, independent of the library's.
+uint16_t to_bf16(float f) {  // exact for the values used below
+    uint32_t bits;
+    memcpy(&bits, &f, 4);
+    return static_cast<uint16_t>(bits >> 16);
+}
+float from_bf16(uint16_t b) {
+    const uint32_t bits = static_cast<uint32_t>(b) << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+uint16_t to_half(float f) {  // exact for normal values with <= 11 significant bits
+    if (f == 0.0f) return 0;
+    uint32_t bits;
+    memcpy(&bits, &f, 4);
+    const uint32_t sign = (bits >> 16) & 0x8000u;
+    const int exponent = static_cast<int>((bits >> 23) & 0xff) - 127 + 15;
+    return static_cast<uint16_t>(sign | (exponent << 10) | ((bits >> 13) & 0x3ffu));
+}
+float from_half(uint16_t h) {
+    const int exponent = (h >> 10) & 0x1f;
+    const float mantissa = static_cast<float>(h & 0x3ff);
+    float value = exponent == 0 ? ldexpf(mantissa, -24) : ldexpf(1024.0f + mantissa, exponent - 25);
+    if (exponent == 31) value = (h & 0x3ff) ? NAN : INFINITY;
+    return (h & 0x8000) ? -value : value;
+}
+
+// float16 and bfloat16 storage on every ISA: within one ulp (plus float32's
+// cancellation floor) of a long-double reference, and the same for any thread count.
+void check_16bit(bool bf16, std::mt19937_64& rng) {
+    const Shape s{2, 8, 4101, 4};
+    std::uniform_int_distribution<int> k(-255, 255);
+    const size_t n = static_cast<size_t>(s.batch * s.channels * s.spatial);
+    std::vector<float> xf(n), w(s.channels, 1.25f), b(s.channels, 0.5f);
+    std::vector<uint16_t> x(n);
+    for (size_t i = 0; i < n; ++i) {
+        xf[i] = static_cast<float>(k(rng)) / 64.0f;
+        x[i] = bf16 ? to_bf16(xf[i]) : to_half(xf[i]);
+    }
+    const std::vector<long double> expected = reference(xf, s, w, b, 1e-5);
+    const long double relative = bf16 ? 1.0L / 128 : 1.0L / 1024;
+    for (int isa = 0; isa < GNCPU_ISA_COUNT; ++isa) {
+        if (!gncpu_isa_supported(isa)) continue;
+        gncpu_set_isa(isa);
+        std::vector<uint16_t> y(n), z(n);
+        auto run16 = [&](std::vector<uint16_t>& out, int threads) {
+            return bf16 ? gncpu_group_norm_bf16(x.data(), out.data(), s.batch, s.channels, s.spatial,
+                                                s.groups, w.data(), b.data(), 1e-5, GNCPU_ACT_NONE,
+                                                nullptr, nullptr, threads)
+                        : gncpu_group_norm_f16(x.data(), out.data(), s.batch, s.channels, s.spatial,
+                                               s.groups, w.data(), b.data(), 1e-5, GNCPU_ACT_NONE,
+                                               nullptr, nullptr, threads);
+        };
+        CHECK(run16(y, 1) == GNCPU_OK, "status");
+        int bad = 0;
+        for (size_t i = 0; i < n; ++i) {
+            const long double got = bf16 ? from_bf16(y[i]) : from_half(y[i]);
+            const long double allowed = relative * fabsl(expected[i]) + 1e-6L;
+            bad += !(fabsl(got - expected[i]) <= allowed);
+        }
+        CHECK(bad == 0, "%s %s: %d values off by more than one ulp", gncpu_isa_name(isa),
+              bf16 ? "bf16" : "f16", bad);
+        run16(z, 3);
+        CHECK(memcmp(y.data(), z.data(), n * 2) == 0, "%s 16-bit: threads differ",
+              gncpu_isa_name(isa));
+    }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -166,6 +235,12 @@ int main(int argc, char** argv) {
             }
         }
     }
+    gncpu_set_tuning(0, 0, 0);
+    check_16bit(false, rng);
+    check_16bit(true, rng);
+    gncpu_set_tuning(4096, 16, 1);  // split and streaming paths for 16-bit storage too
+    check_16bit(false, rng);
+    check_16bit(true, rng);
     gncpu_set_tuning(0, 0, 0);
 
     // A constant group gives exactly the bias.

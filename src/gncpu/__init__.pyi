@@ -20,7 +20,8 @@ def group_norm(
     activation: Optional[Literal["silu", "relu", "gelu"]] = None,
     return_stats: bool = False,
 ) -> Any:
-    """Group Normalization of x, shape (N, C, *spatial), float16/32/64.
+    """Group Normalization of x, shape (N, C, *spatial): float32, float64,
+    float16 or bfloat16 (ml_dtypes), the last two computed in float32.
 
     Statistics per (sample, group) over C/num_groups channels x all spatial
     positions (population variance):

@@ -1,5 +1,5 @@
 # The C API of gncpu's C++ core (cpp/include/gncpu/gncpu.h).
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint16_t
 
 
 cdef extern from "gncpu/gncpu.h" nogil:
@@ -32,6 +32,18 @@ cdef extern from "gncpu/gncpu.h" nogil:
                                       const double* bias, double eps,
                                       gncpu_activation activation, double* mean_out,
                                       double* rstd_out, int num_threads)
+    gncpu_status gncpu_group_norm_f16(const uint16_t* x, uint16_t* y, int64_t batch,
+                                      int64_t channels, int64_t spatial,
+                                      int64_t num_groups, const float* weight,
+                                      const float* bias, double eps,
+                                      gncpu_activation activation, float* mean_out,
+                                      float* rstd_out, int num_threads)
+    gncpu_status gncpu_group_norm_bf16(const uint16_t* x, uint16_t* y, int64_t batch,
+                                       int64_t channels, int64_t spatial,
+                                       int64_t num_groups, const float* weight,
+                                       const float* bias, double eps,
+                                       gncpu_activation activation, float* mean_out,
+                                       float* rstd_out, int num_threads)
     const char* gncpu_status_message(gncpu_status status)
     void gncpu_parallel_copy(void* dst, const void* src, size_t nbytes, int num_threads)
 

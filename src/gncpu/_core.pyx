@@ -11,7 +11,7 @@ import operator
 import numpy as np
 
 cimport numpy as cnp
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint16_t
 
 from gncpu._capi cimport *
 
@@ -38,17 +38,32 @@ cdef inline bint _is_native_float_array(object a, int typenum):
             and not cnp.PyArray_ISBYTESWAPPED(<cnp.ndarray>a))
 
 
+cdef object _bfloat16_dtype = None  # ml_dtypes.bfloat16, once seen
+
+
+cdef bint _is_bfloat16(object dtype):
+    global _bfloat16_dtype
+    if dtype.itemsize != 2 or dtype.kind != "V" or dtype.name != "bfloat16":
+        return False
+    _bfloat16_dtype = dtype
+    return True
+
+
 cdef cnp.ndarray _as_float_array(object x):
     if cnp.PyArray_Check(x):
         typenum = cnp.PyArray_TYPE(<cnp.ndarray>x)
         if typenum == cnp.NPY_FLOAT32 or typenum == cnp.NPY_FLOAT64:
             return <cnp.ndarray>x  # the common case, without Python-level checks
     cdef cnp.ndarray arr = x if cnp.PyArray_Check(x) else np.asarray(x)
+    if _is_bfloat16(arr.dtype):
+        return arr
     if arr.dtype.kind != "f":
         raise TypeError(
-            f"x must be a floating-point array (float32 or float64), got dtype {arr.dtype}")
+            f"x must be a floating-point array (float16, bfloat16, float32 or float64), "
+            f"got dtype {arr.dtype}")
     if arr.dtype.itemsize not in (2, 4, 8):
-        raise TypeError(f"x has dtype {arr.dtype}; gncpu supports float16, float32 and float64")
+        raise TypeError(f"x has dtype {arr.dtype}; gncpu supports float16, bfloat16 "
+                        "(ml_dtypes), float32 and float64")
     return arr
 
 
@@ -176,8 +191,8 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, *, out=None,
 
     cdef int itemsize = cnp.PyArray_ITEMSIZE(xa)
     if itemsize == 2:
-        return _group_norm_via_float32(xa, num_groups, weight, bias, eps, out, activation,
-                                       return_stats)
+        return _group_norm_16bit(xa, num_groups, weight, bias, eps, out, activation,
+                                 return_stats)
 
     cdef int typenum = cnp.NPY_FLOAT32 if itemsize == 4 else cnp.NPY_FLOAT64
     cdef int64_t batch = xa.shape[0]
@@ -265,20 +280,81 @@ cdef inline gncpu_status _run(int typenum, void* xp, void* yp, int64_t batch,
                                 <double*>mean_p, <double*>rstd_p, threads)
 
 
-def _group_norm_via_float32(cnp.ndarray x, num_groups, weight, bias, eps, out, activation,
-                            return_stats):
-    # float16 is computed in float32 and rounded once at the end; its
-    # statistics are float32.
+def _group_norm_16bit(cnp.ndarray xa, num_groups, weight, bias, eps, out, activation,
+                      return_stats):
+    """float16 and bfloat16: held in 16 bits, computed in float32 lanes; the
+    weight, bias and statistics are float32."""
+    dtype = xa.dtype
+    cdef bint is_half = dtype.kind == "f"
+    native = np.dtype(np.float16) if is_half else _bfloat16_dtype
+    cdef int ndim = xa.ndim
+    cdef int64_t batch = xa.shape[0]
+    cdef int64_t channels = xa.shape[1]
+    cdef int64_t spatial = 1
+    cdef int d
+    for d in range(2, ndim):
+        spatial *= xa.shape[d]
+    cdef int64_t groups = _as_groups(num_groups, channels)
+    cdef double eps_value = _as_eps(eps)
+    w = _as_param(weight, channels, cnp.NPY_FLOAT32, "weight")
+    b = _as_param(bias, channels, cnp.NPY_FLOAT32, "bias")
+    cdef gncpu_activation act = _as_activation(activation)
+    cdef bint want_stats = _as_flag(return_stats, "return_stats")
     if out is not None:
-        _check_out(out, x, np.dtype(np.float16))
-    result = group_norm(x.astype(np.float32), num_groups, weight, bias, eps,
-                        activation=activation, return_stats=return_stats)
-    y = result[0] if return_stats else result
+        _check_out(out, xa, native)
+    # One aligned, native-order, C-contiguous copy unless x already is one;
+    # and one when out overlaps x other than exactly.
+    if not (xa.flags.c_contiguous and xa.flags.aligned and dtype.isnative):
+        xa = np.array(xa, dtype=native, order="C", copy=True)
+    elif out is not None and out is not xa and np.may_share_memory(xa, out):
+        if cnp.PyArray_DATA(xa) != cnp.PyArray_DATA(<cnp.ndarray>out):
+            xa = xa.copy()
+    cdef cnp.ndarray target = None
+    cdef cnp.ndarray y
     if out is None:
-        out = y.astype(np.float16)
+        y = np.empty((<object>xa).shape, dtype=native)
     else:
-        out[...] = y
-    return (out, result[1], result[2]) if return_stats else out
+        y = out
+        if not y.flags.aligned:
+            target = y
+            y = np.empty((<object>xa).shape, dtype=native)
+    cdef cnp.ndarray mean = np.empty((batch, groups), np.float32) if want_stats else None
+    cdef cnp.ndarray rstd = np.empty((batch, groups), np.float32) if want_stats else None
+    if batch * channels * spatial == 0:
+        if want_stats:
+            mean.fill(np.nan)
+            rstd.fill(np.nan)
+        result = y if target is None else target
+        return (result, mean, rstd) if want_stats else result
+
+    cdef const uint16_t* xp = <const uint16_t*>cnp.PyArray_DATA(xa)
+    cdef uint16_t* yp = <uint16_t*>cnp.PyArray_DATA(y)
+    cdef const float* wp = NULL
+    cdef const float* bp = NULL
+    cdef float* mean_p = NULL
+    cdef float* rstd_p = NULL
+    if w is not None:
+        wp = <const float*>cnp.PyArray_DATA(<cnp.ndarray>w)
+    if b is not None:
+        bp = <const float*>cnp.PyArray_DATA(<cnp.ndarray>b)
+    if want_stats:
+        mean_p = <float*>cnp.PyArray_DATA(mean)
+        rstd_p = <float*>cnp.PyArray_DATA(rstd)
+    cdef int threads = _num_threads
+    cdef gncpu_status status
+    with nogil:
+        if is_half:
+            status = gncpu_group_norm_f16(xp, yp, batch, channels, spatial, groups, wp, bp,
+                                          eps_value, act, mean_p, rstd_p, threads)
+        else:
+            status = gncpu_group_norm_bf16(xp, yp, batch, channels, spatial, groups, wp, bp,
+                                           eps_value, act, mean_p, rstd_p, threads)
+    if status != GNCPU_OK:
+        _raise_status(status)
+    if target is not None:
+        target[...] = y
+        y = target
+    return (y, mean, rstd) if want_stats else y
 
 
 # ------------------------------------------------------------------ threads

@@ -64,6 +64,22 @@ gncpu_status gncpu_group_norm_f64(const double* x, double* y, int64_t batch,
                                   gncpu_activation activation,
                                   double* mean_out, double* rstd_out,
                                   int num_threads);
+/* 16-bit storage, computed in float32: x and y hold IEEE binary16 (f16) or
+ * bfloat16 (bf16) bit patterns; weight, bias and the statistics are float. */
+gncpu_status gncpu_group_norm_f16(const uint16_t* x, uint16_t* y, int64_t batch,
+                                  int64_t channels, int64_t spatial,
+                                  int64_t num_groups, const float* weight,
+                                  const float* bias, double eps,
+                                  gncpu_activation activation,
+                                  float* mean_out, float* rstd_out,
+                                  int num_threads);
+gncpu_status gncpu_group_norm_bf16(const uint16_t* x, uint16_t* y, int64_t batch,
+                                   int64_t channels, int64_t spatial,
+                                   int64_t num_groups, const float* weight,
+                                   const float* bias, double eps,
+                                   gncpu_activation activation,
+                                   float* mean_out, float* rstd_out,
+                                   int num_threads);
 const char* gncpu_status_message(gncpu_status status);
 
 /* Copies nbytes with the same threading policy as the kernels: the floor

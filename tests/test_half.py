@@ -1,0 +1,106 @@
+"""float16 and bfloat16 (ml_dtypes): held in 16 bits, computed in float32."""
+
+import numpy as np
+import pytest
+
+import gncpu
+from gncpu import reference
+
+from conftest import random_affine, random_input
+
+ml_dtypes = pytest.importorskip("ml_dtypes")
+DTYPES = [np.dtype(np.float16), np.dtype(ml_dtypes.bfloat16)]
+
+
+def ulp(values, dtype):
+    """The spacing of dtype at each value (float64 array)."""
+    finfo = ml_dtypes.finfo(dtype) if dtype.kind == "V" else np.finfo(dtype)
+    magnitude = np.maximum(np.abs(values), float(finfo.smallest_normal))
+    exponent = np.floor(np.log2(magnitude))
+    return 2.0 ** (exponent - finfo.nmant)
+
+
+# The arithmetic is float32, so an output that cancels to nearly zero
+# ((x - mean) * a + b ~ 0) carries float32's absolute error, about 1e-7 of the
+# terms, which is more than a float16 ulp down there.  Everywhere else the
+# output is within 1 ulp of the float64 oracle rounded to the format.
+CANCELLATION_FLOOR = 1e-6
+
+
+def assert_within_one_ulp(y, expected):
+    rounded = expected.astype(y.dtype).astype(np.float64)
+    difference = np.abs(y.astype(np.float64) - rounded)
+    allowed = np.maximum(ulp(rounded, y.dtype), CANCELLATION_FLOOR)
+    assert np.all(difference <= allowed), float((difference / allowed).max())
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.name)
+@pytest.mark.parametrize("shape,groups", [((2, 64, 17, 19), 32), ((1, 6, 4099), 3),
+                                          ((3, 8), 4), ((2, 16, 7, 7), 1)])
+def test_within_one_ulp_of_oracle(isa, schedule, rng, dtype, shape, groups):
+    x = random_input(rng, shape, np.float32, mean=3.0, std=2.0).astype(dtype)
+    weight, bias = random_affine(rng, shape[1])
+    y = gncpu.group_norm(x, groups, weight, bias)
+    assert y.dtype == dtype and y.shape == x.shape
+    assert_within_one_ulp(y, reference.group_norm(x.astype(np.float64), groups, weight, bias))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.name)
+def test_activation_stats_out_and_in_place(isa, rng, dtype):
+    x = random_input(rng, (2, 8, 30, 30), np.float32, mean=-1.0).astype(dtype)
+    y, mean, rstd = gncpu.group_norm(x, 4, activation="silu", return_stats=True)
+    assert mean.dtype == rstd.dtype == np.float32 and mean.shape == (2, 4)
+    pre = reference.group_norm(x.astype(np.float64), 4)
+    assert_within_one_ulp(y, pre / (1 + np.exp(-pre)))
+    grouped = x.astype(np.float64).reshape(2, 4, -1)
+    assert np.allclose(mean, grouped.mean(-1), rtol=1e-6)
+    in_place = x.copy()
+    assert gncpu.group_norm(in_place, 4, activation="silu", out=in_place) is in_place
+    np.testing.assert_array_equal(in_place.view(np.uint16), y.view(np.uint16))
+    with pytest.raises(TypeError, match="dtype"):
+        gncpu.group_norm(x, 4, out=np.empty(x.shape, np.float32))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.name)
+def test_bitwise_deterministic_over_threads(isa, restore_threads, rng, dtype):
+    x = random_input(rng, (1, 8, 128, 128), np.float32).astype(dtype)
+    results = []
+    for threads in (1, 2, 3):
+        gncpu.set_num_threads(threads)
+        results.append(gncpu.group_norm(x, 2).view(np.uint16))
+    assert all(np.array_equal(results[0], r) for r in results[1:])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.name)
+def test_special_values(isa, dtype):
+    # Group 0: NaN poisons it; group 1: +inf likewise; group 2: a normal group
+    # whose bias pushes outputs past the format's range (inf, not garbage).
+    x = np.tile(np.array([-1.0, 1.0], np.float32), (1, 3, 2)).astype(dtype)
+    x[0, 0, 0] = np.nan
+    x[0, 1, 1] = np.inf
+    big = float(np.finfo(np.float16).max) * 2 if dtype == np.float16 else 3e38
+    bias = np.array([0.0, 0.0, big], np.float32)
+    y = gncpu.group_norm(x, 3, None, bias, eps=0.0).astype(np.float32)
+    assert np.isnan(y[0, 0]).all() and np.isnan(y[0, 1]).all()
+    if dtype == np.float16:
+        assert np.isinf(y[0, 2]).all()
+    else:
+        assert np.all(np.isfinite(y[0, 2])) and np.allclose(y[0, 2], 3e38, rtol=1e-2)
+
+
+def test_float16_subnormal_outputs(isa):
+    x = np.tile(np.array([-1.0, 1.0], np.float16), (1, 1, 4))
+    weight = np.array([3e-6], np.float32)  # outputs +-3e-6: float16 subnormals
+    y = gncpu.group_norm(x, 1, weight, eps=0.0)
+    expected = (x.astype(np.float64) * 3e-6).astype(np.float16)
+    np.testing.assert_array_equal(y, expected)
+    assert np.all(y != 0)
+
+
+def test_strided_and_byte_swapped_half(rng):
+    x = random_input(rng, (2, 8, 10, 12), np.float32).astype(np.float16)
+    expected = gncpu.group_norm(x, 4)
+    np.testing.assert_array_equal(gncpu.group_norm(np.asfortranarray(x), 4), expected)
+    np.testing.assert_array_equal(gncpu.group_norm(x.astype(">f2"), 4), expected)
+    view = gncpu.group_norm(x.transpose(0, 1, 3, 2), 4)
+    np.testing.assert_array_equal(view, gncpu.group_norm(x.transpose(0, 1, 3, 2).copy(), 4))
