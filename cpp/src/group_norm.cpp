@@ -89,6 +89,19 @@ int threads_for(int64_t work_elements, int requested) {
 #endif
 }
 
+gncpu_status check_arguments(const void* x, const void* y, int64_t batch, int64_t channels,
+                             int64_t spatial, int64_t num_groups, double eps, int activation) {
+    if (activation < 0 || activation >= kActivationCount) return GNCPU_ERR_BAD_ACTIVATION;
+    if (batch < 0 || channels < 0 || spatial < 0) return GNCPU_ERR_BAD_SHAPE;
+    if (num_groups <= 0 || channels % num_groups != 0) return GNCPU_ERR_BAD_GROUPS;
+    if (!(eps >= 0.0) || isinf(eps)) return GNCPU_ERR_BAD_EPS;
+    if (channels != 0 && batch > INT64_MAX / channels) return GNCPU_ERR_BAD_SHAPE;
+    if (spatial != 0 && batch * channels > INT64_MAX / spatial) return GNCPU_ERR_BAD_SHAPE;
+    if (batch * channels * spatial == 0) return GNCPU_OK;
+    if (x == nullptr || y == nullptr) return GNCPU_ERR_NULL_POINTER;
+    return GNCPU_OK;
+}
+
 template <class S, class C>
 struct Problem {
     const S* x;       // values as stored: float, double, or 16-bit patterns
@@ -306,15 +319,10 @@ gncpu_status group_norm(const KernelsFor<S, C>& k, const S* x, S* y, int64_t bat
                         int64_t channels, int64_t spatial, int64_t num_groups,
                         const C* weight, const C* bias, double eps, int activation,
                         C* mean_out, C* rstd_out, int num_threads) {
-    if (activation < 0 || activation >= kActivationCount) return GNCPU_ERR_BAD_ACTIVATION;
-    if (batch < 0 || channels < 0 || spatial < 0) return GNCPU_ERR_BAD_SHAPE;
-    if (num_groups <= 0 || channels % num_groups != 0) return GNCPU_ERR_BAD_GROUPS;
-    if (!(eps >= 0.0) || isinf(eps)) return GNCPU_ERR_BAD_EPS;
-    if (channels != 0 && batch > INT64_MAX / channels) return GNCPU_ERR_BAD_SHAPE;
-    if (spatial != 0 && batch * channels > INT64_MAX / spatial) return GNCPU_ERR_BAD_SHAPE;
+    const gncpu_status status =
+        check_arguments(x, y, batch, channels, spatial, num_groups, eps, activation);
     const int64_t total = batch * channels * spatial;
-    if (total == 0) return GNCPU_OK;
-    if (x == nullptr || y == nullptr) return GNCPU_ERR_NULL_POINTER;
+    if (status != GNCPU_OK || total == 0) return status;
 
     Problem<S, C> p;
     p.x = x;
@@ -363,6 +371,202 @@ gncpu_status group_norm(const KernelsFor<S, C>& k, const S* x, S* y, int64_t bat
     return GNCPU_OK;
 }
 
+// ---------------------------------------------------------------------------
+// Channels-last (NHWC): x[n, s, c].  A group is a band of channels_per_group
+// columns over all spatial rows.  Rows are cut into fixed blocks (their
+// number depends on the channel count only, never on the thread count); per
+// block the kernel sums deviations per channel, the driver turns them into
+// per-channel moments (re-summing the block about the found means when a
+// first-row center was poor, as block_moments does), folds the channels of
+// each group in channel order, and combines blocks in block order.
+// 64 Ki elements per block (the kernel itself flushes its float lanes into
+// double sums every 64 rows, so a block's length does not cost accuracy);
+// large blocks amortise the per-channel work of each block.
+constexpr int64_t kNhwcBlockElements = 64 * 1024;
+
+template <class S, class C>
+struct NhwcProblem {
+    const S* x;
+    S* y;
+    const C* weight;
+    const C* bias;
+    double eps;
+    int64_t batch, spatial, channels, groups, channels_per_group;
+    int64_t rows_per_block, blocks_per_example;
+    typename KernelsFor<S, C>::NhwcNormalize normalize;
+    C* mean_out;
+    C* rstd_out;
+
+    int64_t block_rows(int64_t block) const {
+        const int64_t left = spatial - block * rows_per_block;
+        return left < rows_per_block ? left : rows_per_block;
+    }
+};
+
+// Per-thread, grow-only: the channel arrays of the block and of the example.
+template <class C>
+struct NhwcScratch {
+    std::vector<C> center, example_center, scale, offset;
+    std::vector<double> dev, sq, mean, m2;
+    void resize(int64_t channels) {
+        const size_t n = static_cast<size_t>(channels);
+        if (center.size() >= n) return;
+        center.resize(n), example_center.resize(n), scale.resize(n), offset.resize(n);
+        dev.resize(n), sq.resize(n), mean.resize(n), m2.resize(n);
+    }
+};
+
+template <class S, class C>
+void nhwc_block_moments(const KernelsFor<S, C>& k, const NhwcProblem<S, C>& p, int64_t example,
+                        int64_t block, NhwcScratch<C>& w, BlockMoments* out) {
+    const int64_t rows = p.block_rows(block);
+    const S* x = p.x + (example * p.spatial + block * p.rows_per_block) * p.channels;
+    const double inv_rows = 1.0 / static_cast<double>(rows);
+    k.nhwc_channel_sums(x, rows, p.channels, nullptr, w.center.data(), w.dev.data(), w.sq.data());
+    for (int pass = 0; pass < 2; ++pass) {
+        bool poor_center = false;
+        for (int64_t c = 0; c < p.channels; ++c) {
+            const double shift = w.dev[c] * inv_rows;
+            const double m2 = w.sq[c] - w.dev[c] * shift;
+            w.mean[c] = static_cast<double>(w.center[c]) + shift;
+            w.m2[c] = m2 < 0.0 ? 0.0 : m2;
+            poor_center |= static_cast<double>(rows) * shift * shift > 16.0 * w.m2[c];
+        }
+        if (!poor_center || pass == 1) break;
+        for (int64_t c = 0; c < p.channels; ++c) w.center[c] = static_cast<C>(w.mean[c]);
+        k.nhwc_channel_sums(x, rows, p.channels, w.center.data(), w.center.data(), w.dev.data(),
+                            w.sq.data());
+    }
+    // Every channel of the block has the same count, so the group's moments
+    // are the mean of the channel means and M2 = sum M2_c + rows * sum
+    // (mean_c - mean)^2: Chan's formula for equal counts, without a division
+    // per channel (those divisions dominated channels-last at first).
+    const double inv_cpg = 1.0 / static_cast<double>(p.channels_per_group);
+    for (int64_t g = 0; g < p.groups; ++g) {
+        const int64_t c0 = g * p.channels_per_group, c1 = c0 + p.channels_per_group;
+        double sum_mean = 0.0, sum_m2 = 0.0;
+        for (int64_t c = c0; c < c1; ++c) sum_mean += w.mean[c], sum_m2 += w.m2[c];
+        const double mean = sum_mean * inv_cpg;
+        double spread = 0.0;
+        for (int64_t c = c0; c < c1; ++c) spread += (w.mean[c] - mean) * (w.mean[c] - mean);
+        out[g] = BlockMoments{mean, sum_m2 + static_cast<double>(rows) * spread};
+    }
+}
+
+// Per-channel center, scale and offset of one example, from its blocks' moments.
+template <class S, class C>
+void nhwc_prepare_example(const NhwcProblem<S, C>& p, int64_t example,
+                          const BlockMoments* blocks, NhwcScratch<C>& w) {
+    for (int64_t g = 0; g < p.groups; ++g) {
+        MomentsAccumulator acc;
+        for (int64_t b = 0; b < p.blocks_per_example; ++b)
+            acc.add(blocks[b * p.groups + g], p.block_rows(b) * p.channels_per_group);
+        const GroupStats stats = acc.finish(p.eps);
+        const C center = static_cast<C>(stats.mean);
+        const double residual = stats.mean - static_cast<double>(center);
+        if (p.mean_out) p.mean_out[example * p.groups + g] = static_cast<C>(stats.mean);
+        if (p.rstd_out) p.rstd_out[example * p.groups + g] = static_cast<C>(stats.rstd);
+        for (int64_t c = g * p.channels_per_group; c < (g + 1) * p.channels_per_group; ++c) {
+            const double a = stats.rstd * (p.weight ? static_cast<double>(p.weight[c]) : 1.0);
+            const double b = p.bias ? static_cast<double>(p.bias[c]) : 0.0;
+            w.example_center[c] = center;
+            w.scale[c] = static_cast<C>(a);
+            w.offset[c] = static_cast<C>(b - residual * a);
+        }
+    }
+}
+
+template <class S, class C>
+void run_channels_last(const KernelsFor<S, C>& k, const NhwcProblem<S, C>& p, int threads,
+                       int64_t examples_per_batch, BlockMoments* scratch) {
+    const int64_t batches = (p.batch + examples_per_batch - 1) / examples_per_batch;
+    const int64_t slot_stride = examples_per_batch * p.blocks_per_example * p.groups;
+#if defined(_OPENMP)
+#pragma omp parallel num_threads(threads)
+#endif
+    {
+#if defined(_OPENMP)
+        const int64_t tid = omp_get_thread_num();
+        const int64_t team = omp_get_num_threads();
+#else
+        const int64_t tid = 0, team = 1;
+        (void)threads;
+#endif
+        thread_local NhwcScratch<C> w;
+        w.resize(p.channels);
+        for (int64_t batch = 0; batch < batches; ++batch) {
+            const int64_t e0 = batch * examples_per_batch;
+            const int64_t e1 = e0 + examples_per_batch < p.batch ? e0 + examples_per_batch : p.batch;
+            const int64_t units = (e1 - e0) * p.blocks_per_example;
+            BlockMoments* slots = scratch + (batch & 1) * slot_stride;
+            const int64_t lo = units * tid / team, hi = units * (tid + 1) / team;
+            for (int64_t u = lo; u < hi; ++u) {
+                nhwc_block_moments(k, p, e0 + u / p.blocks_per_example, u % p.blocks_per_example,
+                                   w, slots + u * p.groups);
+            }
+#if defined(_OPENMP)
+#pragma omp barrier
+#endif
+            int64_t prepared = -1;
+            for (int64_t u = lo; u < hi; ++u) {
+                const int64_t local = u / p.blocks_per_example, block = u % p.blocks_per_example;
+                if (local != prepared) {
+                    nhwc_prepare_example(p, e0 + local, slots + local * p.blocks_per_example * p.groups,
+                                         w);
+                    prepared = local;
+                }
+                const int64_t offset = ((e0 + local) * p.spatial + block * p.rows_per_block) * p.channels;
+                p.normalize(p.x + offset, p.y + offset, p.block_rows(block), p.channels,
+                            w.example_center.data(), w.scale.data(), w.offset.data());
+            }
+        }
+    }
+}
+
+template <class S, class C>
+gncpu_status group_norm_nhwc(const KernelsFor<S, C>& k, const S* x, S* y, int64_t batch,
+                             int64_t channels, int64_t spatial, int64_t num_groups,
+                             const C* weight, const C* bias, double eps, int activation,
+                             C* mean_out, C* rstd_out, int num_threads) {
+    const gncpu_status status =
+        check_arguments(x, y, batch, channels, spatial, num_groups, eps, activation);
+    if (status != GNCPU_OK || batch * channels * spatial == 0) return status;
+    NhwcProblem<S, C> p;
+    p.x = x;
+    p.y = y;
+    p.weight = weight;
+    p.bias = bias;
+    p.eps = eps;
+    p.batch = batch;
+    p.spatial = spatial;
+    p.channels = channels;
+    p.groups = num_groups;
+    p.channels_per_group = channels / num_groups;
+    p.rows_per_block = kNhwcBlockElements / channels;
+    if (p.rows_per_block < 1) p.rows_per_block = 1;
+    p.blocks_per_example = (spatial + p.rows_per_block - 1) / p.rows_per_block;
+    p.normalize = k.nhwc_normalize[activation];
+    p.mean_out = mean_out;
+    p.rstd_out = rstd_out;
+
+    const int64_t total = batch * channels * spatial;
+    const int threads = threads_for(total, num_threads);
+    const int64_t example_bytes = spatial * channels * static_cast<int64_t>(sizeof(S));
+    int64_t examples_per_batch = (threads * cache_budget_bytes()) / example_bytes;
+    if (examples_per_batch < 1) examples_per_batch = 1;
+    if (examples_per_batch > batch) examples_per_batch = batch;
+    thread_local std::vector<BlockMoments> scratch;
+    const size_t needed =
+        static_cast<size_t>(2 * examples_per_batch * p.blocks_per_example * num_groups);
+    try {
+        if (scratch.size() < needed) scratch.resize(needed);
+    } catch (const std::bad_alloc&) {
+        return GNCPU_ERR_OUT_OF_MEMORY;
+    }
+    run_channels_last(k, p, threads, examples_per_batch, scratch.data());
+    return GNCPU_OK;
+}
+
 }  // namespace
 }  // namespace gncpu
 
@@ -406,6 +610,22 @@ gncpu_status gncpu_group_norm_bf16(const uint16_t* x, uint16_t* y, int64_t batch
                              mean_out, rstd_out, num_threads);
 }
 
+#define GNCPU_NHWC_ENTRY(suffix, table, Stored, Compute)                                     \
+    gncpu_status gncpu_group_norm_nhwc_##suffix(                                             \
+        const Stored* x, Stored* y, int64_t batch, int64_t channels, int64_t spatial,        \
+        int64_t num_groups, const Compute* weight, const Compute* bias, double eps,          \
+        gncpu_activation activation, Compute* mean_out, Compute* rstd_out, int num_threads) { \
+        return gncpu::group_norm_nhwc(gncpu::active_kernels().table, x, y, batch, channels,  \
+                                      spatial, num_groups, weight, bias, eps,                \
+                                      static_cast<int>(activation), mean_out, rstd_out,      \
+                                      num_threads);                                          \
+    }
+GNCPU_NHWC_ENTRY(f32, f32, float, float)
+GNCPU_NHWC_ENTRY(f64, f64, double, double)
+GNCPU_NHWC_ENTRY(f16, f16, uint16_t, float)
+GNCPU_NHWC_ENTRY(bf16, bf16, uint16_t, float)
+#undef GNCPU_NHWC_ENTRY
+
 const char* gncpu_status_message(gncpu_status status) {
     switch (status) {
         case GNCPU_OK: return "ok";
@@ -415,6 +635,7 @@ const char* gncpu_status_message(gncpu_status status) {
         case GNCPU_ERR_BAD_EPS: return "eps must be finite and non-negative";
         case GNCPU_ERR_BAD_ISA: return "ISA not compiled in or not supported by this CPU";
         case GNCPU_ERR_BAD_ACTIVATION: return "unknown activation";
+        case GNCPU_ERR_OUT_OF_MEMORY: return "out of memory for the statistics scratch";
     }
     return "unknown status";
 }

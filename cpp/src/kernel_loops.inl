@@ -351,6 +351,139 @@ void normalize_rows(const typename S::Stored* x, typename S::Stored* y, int64_t 
     if (kStream) fence_streams();
 }
 
+// ---------------------------------------------------------------------------
+// Channels-last (NHWC): each example is `rows` spatial positions of `channels`
+// contiguous values.  The statistics walk column strips down a block of rows,
+// four vectors of channels at a time in registers, so each cache line is read
+// once; per channel they return the sums of deviations from a center (the
+// block's first row when `center` is null, which it then writes to
+// center_used) and of their squares, in double.
+template <class S>
+void nhwc_channel_sums(const typename S::Stored* x, int64_t rows, int64_t channels,
+                       const typename S::Lanes::T* center, typename S::Lanes::T* center_used,
+                       double* dev, double* sq) {
+    using L = typename S::Lanes;
+    using T = typename L::T;
+    using V = typename L::V;
+    constexpr int64_t W = L::width;
+    // Float lanes take at most this many rows before they are added into the
+    // double sums: as short an accumulation as the NCHW blocks' (64 values).
+    constexpr int64_t kRowsPerFlush = 64;
+    if (center == nullptr) {
+        for (int64_t c = 0; c < channels; ++c) center_used[c] = S::to_compute(x[c]);
+        center = center_used;
+    } else if (center != center_used) {
+        for (int64_t c = 0; c < channels; ++c) center_used[c] = center[c];
+    }
+    for (int64_t c = 0; c < channels; ++c) dev[c] = 0.0, sq[c] = 0.0;
+    alignas(64) T lanes[8][L::width];
+    auto flush = [&](int64_t c, int count, const V* d, const V* q, int64_t width) {
+        for (int v = 0; v < count; ++v) {
+            L::store(lanes[2 * v], d[v]);
+            L::store(lanes[2 * v + 1], q[v]);
+            for (int64_t i = 0; i < width && i < L::width; ++i) {
+                dev[c + v * W + i] += static_cast<double>(lanes[2 * v][i]);
+                sq[c + v * W + i] += static_cast<double>(lanes[2 * v + 1][i]);
+            }
+        }
+    };
+    int64_t c = 0;
+    for (; c + 4 * W <= channels; c += 4 * W) {
+        const V k[4] = {L::load(center + c), L::load(center + c + W), L::load(center + c + 2 * W),
+                        L::load(center + c + 3 * W)};
+        for (int64_t r0 = 0; r0 < rows; r0 += kRowsPerFlush) {
+            const int64_t r1 = r0 + kRowsPerFlush < rows ? r0 + kRowsPerFlush : rows;
+            V d[4] = {L::zero(), L::zero(), L::zero(), L::zero()};
+            V q[4] = {L::zero(), L::zero(), L::zero(), L::zero()};
+            for (int64_t r = r0; r < r1; ++r) {
+                const typename S::Stored* xr = x + r * channels + c;
+                const V e0 = L::sub(S::load(xr), k[0]), e1 = L::sub(S::load(xr + W), k[1]);
+                const V e2 = L::sub(S::load(xr + 2 * W), k[2]), e3 = L::sub(S::load(xr + 3 * W), k[3]);
+                d[0] = L::add(d[0], e0);
+                d[1] = L::add(d[1], e1);
+                d[2] = L::add(d[2], e2);
+                d[3] = L::add(d[3], e3);
+                q[0] = L::mul_add(e0, e0, q[0]);
+                q[1] = L::mul_add(e1, e1, q[1]);
+                q[2] = L::mul_add(e2, e2, q[2]);
+                q[3] = L::mul_add(e3, e3, q[3]);
+            }
+            flush(c, 4, d, q, W);
+        }
+    }
+    for (; c < channels; c += W) {  // the last strip, a vector (or part of one) wide
+        const int64_t width = channels - c < W ? channels - c : W;
+        alignas(64) T k_lanes[L::width] = {};
+        for (int64_t i = 0; i < width; ++i) k_lanes[i] = center[c + i];
+        const V k = L::load(k_lanes);
+        for (int64_t r0 = 0; r0 < rows; r0 += kRowsPerFlush) {
+            const int64_t r1 = r0 + kRowsPerFlush < rows ? r0 + kRowsPerFlush : rows;
+            V d[1] = {L::zero()}, q[1] = {L::zero()};
+            for (int64_t r = r0; r < r1; ++r) {
+                const V e = L::sub(load_partial<S>(x + r * channels + c, width), k);
+                d[0] = L::add(d[0], e);
+                q[0] = L::mul_add(e, e, q[0]);
+            }
+            flush(c, 1, d, q, width);
+        }
+    }
+}
+
+// y = act((x - center[c]) * scale[c] + offset[c]) over rows of `channels`
+// values; the per-channel arrays stay in L1.
+template <class S, int kAct>
+void nhwc_normalize(const typename S::Stored* x, typename S::Stored* y, int64_t rows,
+                    int64_t channels, const typename S::Lanes::T* center,
+                    const typename S::Lanes::T* scale, const typename S::Lanes::T* offset) {
+    using L = typename S::Lanes;
+    using T = typename L::T;
+    using V = typename L::V;
+    constexpr int64_t W = L::width;
+    // Four rows per pass: each per-channel vector (center, scale, offset) is
+    // loaded once for four rows, which halves the loads per element.
+    int64_t r = 0;
+    for (; r + 4 <= rows; r += 4) {
+        const typename S::Stored* x0 = x + r * channels;
+        typename S::Stored* y0 = y + r * channels;
+        int64_t c = 0;
+        for (; c + W <= channels; c += W) {
+            const V k = L::load(center + c), a = L::load(scale + c), b = L::load(offset + c);
+            for (int64_t i = 0; i < 4; ++i) {
+                S::store(y0 + i * channels + c,
+                         normalize_lanes<L, kAct>(S::load(x0 + i * channels + c), k, a, b));
+            }
+        }
+        if (c < channels) {
+            const int64_t width = channels - c;
+            alignas(64) T k[L::width] = {}, a[L::width] = {}, b[L::width] = {};
+            for (int64_t i = 0; i < width; ++i) k[i] = center[c + i], a[i] = scale[c + i], b[i] = offset[c + i];
+            for (int64_t i = 0; i < 4; ++i) {
+                store_partial<S>(y0 + i * channels + c,
+                                 normalize_lanes<L, kAct>(load_partial<S>(x0 + i * channels + c, width),
+                                                          L::load(k), L::load(a), L::load(b)),
+                                 width);
+            }
+        }
+    }
+    for (; r < rows; ++r) {
+        const typename S::Stored* xr = x + r * channels;
+        typename S::Stored* yr = y + r * channels;
+        int64_t c = 0;
+        for (; c + W <= channels; c += W) {
+            S::store(yr + c, normalize_lanes<L, kAct>(S::load(xr + c), L::load(center + c),
+                                                      L::load(scale + c), L::load(offset + c)));
+        }
+        if (c < channels) {
+            const int64_t width = channels - c;
+            alignas(64) T k[L::width] = {}, a[L::width] = {}, b[L::width] = {};
+            for (int64_t i = 0; i < width; ++i) k[i] = center[c + i], a[i] = scale[c + i], b[i] = offset[c + i];
+            store_partial<S>(yr + c, normalize_lanes<L, kAct>(load_partial<S>(xr + c, width),
+                                                              L::load(k), L::load(a), L::load(b)),
+                             width);
+        }
+    }
+}
+
 // The table each ISA exports, as a constant expression (see kernel_table.h).
 #define GNCPU_NORMALIZERS(ns, storage, stream)                                          \
     {                                                                                   \
@@ -359,10 +492,18 @@ void normalize_rows(const typename S::Stored* x, typename S::Stored* y, int64_t 
             &ns::normalize_rows<ns::storage, stream, ns::kRelu>,                        \
             &ns::normalize_rows<ns::storage, stream, ns::kGelu>                         \
     }
+#define GNCPU_NHWC_NORMALIZERS(ns, storage)                                             \
+    {                                                                                   \
+        &ns::nhwc_normalize<ns::storage, ns::kIdentity>,                                \
+            &ns::nhwc_normalize<ns::storage, ns::kSilu>,                                \
+            &ns::nhwc_normalize<ns::storage, ns::kRelu>,                                \
+            &ns::nhwc_normalize<ns::storage, ns::kGelu>                                 \
+    }
 #define GNCPU_KERNELS(ns, storage)                                                      \
     {                                                                                   \
         &ns::block_moments<ns::storage>, GNCPU_NORMALIZERS(ns, storage, false),         \
-            GNCPU_NORMALIZERS(ns, storage, true)                                        \
+            GNCPU_NORMALIZERS(ns, storage, true), &ns::nhwc_channel_sums<ns::storage>,  \
+            GNCPU_NHWC_NORMALIZERS(ns, storage)                                         \
     }
 #define GNCPU_KERNEL_TABLE_INIT(ns, isa_name)                                           \
     {                                                                                   \

@@ -42,6 +42,18 @@ struct KernelsFor {
     // The same, bitwise, with non-temporal stores where the ISA has them: for
     // outputs larger than the last-level cache.
     NormalizeRows normalize_rows_streaming[kActivationCount];
+
+    // Channels-last: per-channel sums of deviations from `center` (the first
+    // row when null; the centers used are written to center_used) and of
+    // their squares over `rows` rows of `channels` values.
+    void (*nhwc_channel_sums)(const Stored* x, int64_t rows, int64_t channels,
+                              const Compute* center, Compute* center_used, double* dev,
+                              double* sq);
+    // Channels-last normalisation with per-channel center, scale and offset.
+    using NhwcNormalize = void (*)(const Stored* x, Stored* y, int64_t rows, int64_t channels,
+                                   const Compute* center, const Compute* scale,
+                                   const Compute* offset);
+    NhwcNormalize nhwc_normalize[kActivationCount];
 };
 
 struct KernelTable {

@@ -209,6 +209,51 @@ void check_16bit(bool bf16, std::mt19937_64& rng) {
     }
 }
 
+// Channels-last equals the NCHW result transposed, on every ISA, for any
+// thread count, including an outlier first row in every block.
+void check_channels_last(std::mt19937_64& rng) {
+    std::normal_distribution<double> normal(0.0, 1.0);
+    const Shape shapes[] = {{2, 64, 300, 8}, {1, 6, 4097, 3}, {3, 5, 17, 5}, {1, 320, 64, 32}};
+    for (const Shape& s : shapes) {
+        const int64_t n = s.batch * s.channels * s.spatial;
+        std::vector<float> nchw(n), nhwc(n), w(s.channels), b(s.channels);
+        for (auto& v : nchw) v = static_cast<float>(1e3 + normal(rng));
+        for (int64_t e = 0; e < s.batch; ++e)
+            for (int64_t c = 0; c < s.channels; ++c) nchw[(e * s.channels + c) * s.spatial] = 1e4f;
+        for (int64_t c = 0; c < s.channels; ++c) w[c] = 1.0f + 0.01f * c, b[c] = 0.5f - 0.01f * c;
+        for (int64_t e = 0; e < s.batch; ++e)
+            for (int64_t c = 0; c < s.channels; ++c)
+                for (int64_t p = 0; p < s.spatial; ++p)
+                    nhwc[(e * s.spatial + p) * s.channels + c] = nchw[(e * s.channels + c) * s.spatial + p];
+        const std::vector<long double> expected = reference(nchw, s, w, b, 1e-5);
+        // The outliers make outputs of magnitude ~30: 1e-5 per unit of output.
+        long double scale = 1;
+        for (long double v : expected) scale = fabsl(v) > scale ? fabsl(v) : scale;
+        for (int isa = 0; isa < GNCPU_ISA_COUNT; ++isa) {
+            if (!gncpu_isa_supported(isa)) continue;
+            gncpu_set_isa(isa);
+            std::vector<float> y(n), z(n);
+            CHECK(gncpu_group_norm_nhwc_f32(nhwc.data(), y.data(), s.batch, s.channels, s.spatial,
+                                            s.groups, w.data(), b.data(), 1e-5, GNCPU_ACT_NONE,
+                                            nullptr, nullptr, 1) == GNCPU_OK, "nhwc status");
+            double worst = 0;
+            for (int64_t e = 0; e < s.batch; ++e)
+                for (int64_t c = 0; c < s.channels; ++c)
+                    for (int64_t p = 0; p < s.spatial; ++p) {
+                        const double err = fabs(static_cast<double>(
+                            y[(e * s.spatial + p) * s.channels + c] - expected[(e * s.channels + c) * s.spatial + p]));
+                        worst = err > worst || err != err ? err : worst;
+                    }
+            CHECK(worst <= 1e-5 * scale, "%s channels-last: error %.3g", gncpu_isa_name(isa), worst);
+            gncpu_group_norm_nhwc_f32(nhwc.data(), z.data(), s.batch, s.channels, s.spatial,
+                                      s.groups, w.data(), b.data(), 1e-5, GNCPU_ACT_NONE, nullptr,
+                                      nullptr, 3);
+            CHECK(memcmp(y.data(), z.data(), n * sizeof(float)) == 0,
+                  "%s channels-last: threads differ", gncpu_isa_name(isa));
+        }
+    }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -241,7 +286,9 @@ int main(int argc, char** argv) {
     gncpu_set_tuning(4096, 16, 1);  // split and streaming paths for 16-bit storage too
     check_16bit(false, rng);
     check_16bit(true, rng);
+    check_channels_last(rng);
     gncpu_set_tuning(0, 0, 0);
+    check_channels_last(rng);
 
     // A constant group gives exactly the bias.
     for (int isa = 0; isa < GNCPU_ISA_COUNT; ++isa) {

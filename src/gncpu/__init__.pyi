@@ -19,6 +19,7 @@ def group_norm(
     out: Optional[NDArray[np.floating[Any]]] = None,
     activation: Optional[Literal["silu", "relu", "gelu"]] = None,
     return_stats: bool = False,
+    channels_last: bool = False,
 ) -> Any:
     """Group Normalization of x, shape (N, C, *spatial): float32, float64,
     float16 or bfloat16 (ml_dtypes), the last two computed in float32.
@@ -31,6 +32,7 @@ def group_norm(
     ("silu", "relu", "gelu") is applied in the same pass.  With
     ``return_stats=True`` the result is ``(y, mean, rstd)``, the statistics of
     shape (N, num_groups), float32 (float64 for float64 input).
+    With ``channels_last=True`` x is (N, *spatial, C).
     Raises ValueError / TypeError on bad input, before writing anything.
     """
 

@@ -11,6 +11,7 @@ cdef extern from "gncpu/gncpu.h" nogil:
         GNCPU_ERR_BAD_EPS
         GNCPU_ERR_BAD_ISA
         GNCPU_ERR_BAD_ACTIVATION
+        GNCPU_ERR_OUT_OF_MEMORY
 
     ctypedef enum gncpu_activation:
         GNCPU_ACT_NONE
@@ -71,3 +72,36 @@ cdef extern from *:
     """
     const char* GNCPU_BUILD_COMPILER
     const char* GNCPU_BUILD_FLAGS
+
+
+cdef extern from *:
+    """
+    /* One call site for every (dtype, layout): kind 0 float32, 1 float64,
+     * 2 float16, 3 bfloat16; weight, bias and the statistics are float for
+     * the 16-bit kinds. */
+    static gncpu_status gncpu_dispatch(int kind, int channels_last, const void* x, void* y,
+                                       int64_t batch, int64_t channels, int64_t spatial,
+                                       int64_t groups, const void* w, const void* b,
+                                       double eps, gncpu_activation act, void* mean,
+                                       void* rstd, int threads) {
+        switch (kind * 2 + (channels_last ? 1 : 0)) {
+    #define GNCPU_CASE(k, fn, S, C) \
+        case k: return fn((const S*)x, (S*)y, batch, channels, spatial, groups, (const C*)w, \
+                          (const C*)b, eps, act, (C*)mean, (C*)rstd, threads);
+            GNCPU_CASE(0, gncpu_group_norm_f32, float, float)
+            GNCPU_CASE(1, gncpu_group_norm_nhwc_f32, float, float)
+            GNCPU_CASE(2, gncpu_group_norm_f64, double, double)
+            GNCPU_CASE(3, gncpu_group_norm_nhwc_f64, double, double)
+            GNCPU_CASE(4, gncpu_group_norm_f16, uint16_t, float)
+            GNCPU_CASE(5, gncpu_group_norm_nhwc_f16, uint16_t, float)
+            GNCPU_CASE(6, gncpu_group_norm_bf16, uint16_t, float)
+            GNCPU_CASE(7, gncpu_group_norm_nhwc_bf16, uint16_t, float)
+    #undef GNCPU_CASE
+        }
+        return GNCPU_ERR_BAD_SHAPE;
+    }
+    """
+    gncpu_status gncpu_dispatch(int kind, int channels_last, const void* x, void* y,
+                                int64_t batch, int64_t channels, int64_t spatial, int64_t groups,
+                                const void* w, const void* b, double eps, gncpu_activation act,
+                                void* mean, void* rstd, int threads) nogil

@@ -171,13 +171,15 @@ cdef _raise_status(gncpu_status status):
     if status in (GNCPU_ERR_BAD_GROUPS, GNCPU_ERR_BAD_EPS, GNCPU_ERR_BAD_SHAPE,
                   GNCPU_ERR_BAD_ACTIVATION):
         raise ValueError(message)
+    if status == GNCPU_ERR_OUT_OF_MEMORY:
+        raise MemoryError(message)
     raise RuntimeError(f"gncpu internal error: {message}")
 
 
 # ---------------------------------------------------------------- group_norm
 
 def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, *, out=None,
-               activation=None, return_stats=False):
+               activation=None, return_stats=False, channels_last=False):
     """Group Normalization of ``x`` with shape (N, C, *spatial).
 
     See gncpu.group_norm's docstring (in __init__.pyi / the README) for the
@@ -190,9 +192,13 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, *, out=None,
             f"x must have shape (N, C, *spatial), got shape {(<object>xa).shape}")
 
     cdef int itemsize = cnp.PyArray_ITEMSIZE(xa)
-    if itemsize == 2:
-        return _group_norm_16bit(xa, num_groups, weight, bias, eps, out, activation,
-                                 return_stats)
+    if channels_last is not False:
+        if _as_flag(channels_last, "channels_last"):
+            return _group_norm_general(xa, True, num_groups, weight, bias, eps, out,
+                                       activation, return_stats)
+    if itemsize == 2 or (ndim >= 3 and _has_channels_last_strides(xa) and out is None):
+        return _group_norm_general(xa, False, num_groups, weight, bias, eps, out, activation,
+                                   return_stats)
 
     cdef int typenum = cnp.NPY_FLOAT32 if itemsize == 4 else cnp.NPY_FLOAT64
     cdef int64_t batch = xa.shape[0]
@@ -280,24 +286,51 @@ cdef inline gncpu_status _run(int typenum, void* xp, void* yp, int64_t batch,
                                 <double*>mean_p, <double*>rstd_p, threads)
 
 
-def _group_norm_16bit(cnp.ndarray xa, num_groups, weight, bias, eps, out, activation,
-                      return_stats):
-    """float16 and bfloat16: held in 16 bits, computed in float32 lanes; the
-    weight, bias and statistics are float32."""
+cdef bint _has_channels_last_strides(cnp.ndarray x):
+    """An (N, C, *spatial) array laid out as (N, *spatial, C): the NCHW view of
+    a channels-last tensor.  Such input goes to the channels-last kernel as it
+    is, instead of being copied into NCHW order."""
+    if cnp.PyArray_IS_C_CONTIGUOUS(x) or x.shape[1] < 2:
+        return False
+    return np.moveaxis(x, 1, -1).flags.c_contiguous
+
+
+def _group_norm_general(cnp.ndarray xa, bint channels_last, num_groups, weight, bias, eps,
+                        out, activation, return_stats):
+    """Every dtype (float32, float64, float16, bfloat16) and both layouts.
+
+    channels_last=True: xa is (N, *spatial, C).  Otherwise xa is (N, C,
+    *spatial); when its strides are channels-last, the channels-last kernel
+    runs on it in place and the result has the same memory layout."""
+    cdef bint strided_nhwc = (not channels_last and out is None and xa.ndim >= 3
+                              and _has_channels_last_strides(xa))
+    if strided_nhwc:
+        xa = np.moveaxis(xa, 1, -1)  # a C-contiguous (N, *spatial, C) view, no copy
+    cdef bint nhwc = channels_last or strided_nhwc
     dtype = xa.dtype
-    cdef bint is_half = dtype.kind == "f"
-    native = np.dtype(np.float16) if is_half else _bfloat16_dtype
+    cdef int kind
+    if dtype.kind == "V":
+        kind, native, stats_dtype = 3, _bfloat16_dtype, np.dtype(np.float32)
+    elif dtype.itemsize == 2:
+        kind, native, stats_dtype = 2, np.dtype(np.float16), np.dtype(np.float32)
+    elif dtype.itemsize == 4:
+        kind, native, stats_dtype = 0, np.dtype(np.float32), np.dtype(np.float32)
+    else:
+        kind, native, stats_dtype = 1, np.dtype(np.float64), np.dtype(np.float64)
+    param_typenum = cnp.NPY_FLOAT64 if kind == 1 else cnp.NPY_FLOAT32
+
     cdef int ndim = xa.ndim
-    cdef int64_t batch = xa.shape[0]
-    cdef int64_t channels = xa.shape[1]
+    shape = (<object>xa).shape
+    cdef int64_t batch = shape[0]
+    cdef int64_t channels = shape[ndim - 1] if nhwc else shape[1]
     cdef int64_t spatial = 1
     cdef int d
-    for d in range(2, ndim):
-        spatial *= xa.shape[d]
+    for d in range(1, ndim - 1) if nhwc else range(2, ndim):
+        spatial *= shape[d]
     cdef int64_t groups = _as_groups(num_groups, channels)
     cdef double eps_value = _as_eps(eps)
-    w = _as_param(weight, channels, cnp.NPY_FLOAT32, "weight")
-    b = _as_param(bias, channels, cnp.NPY_FLOAT32, "bias")
+    w = _as_param(weight, channels, param_typenum, "weight")
+    b = _as_param(bias, channels, param_typenum, "bias")
     cdef gncpu_activation act = _as_activation(activation)
     cdef bint want_stats = _as_flag(return_stats, "return_stats")
     if out is not None:
@@ -306,55 +339,57 @@ def _group_norm_16bit(cnp.ndarray xa, num_groups, weight, bias, eps, out, activa
     # and one when out overlaps x other than exactly.
     if not (xa.flags.c_contiguous and xa.flags.aligned and dtype.isnative):
         xa = np.array(xa, dtype=native, order="C", copy=True)
-    elif out is not None and out is not xa and np.may_share_memory(xa, out):
+    elif out is not None and np.may_share_memory(xa, out):
         if cnp.PyArray_DATA(xa) != cnp.PyArray_DATA(<cnp.ndarray>out):
             xa = xa.copy()
     cdef cnp.ndarray target = None
     cdef cnp.ndarray y
     if out is None:
-        y = np.empty((<object>xa).shape, dtype=native)
+        y = np.empty(shape, dtype=native)
     else:
         y = out
         if not y.flags.aligned:
             target = y
-            y = np.empty((<object>xa).shape, dtype=native)
-    cdef cnp.ndarray mean = np.empty((batch, groups), np.float32) if want_stats else None
-    cdef cnp.ndarray rstd = np.empty((batch, groups), np.float32) if want_stats else None
+            y = np.empty(shape, dtype=native)
+    cdef cnp.ndarray mean = np.empty((batch, groups), stats_dtype) if want_stats else None
+    cdef cnp.ndarray rstd = np.empty((batch, groups), stats_dtype) if want_stats else None
     if batch * channels * spatial == 0:
         if want_stats:
             mean.fill(np.nan)
             rstd.fill(np.nan)
-        result = y if target is None else target
-        return (result, mean, rstd) if want_stats else result
-
-    cdef const uint16_t* xp = <const uint16_t*>cnp.PyArray_DATA(xa)
-    cdef uint16_t* yp = <uint16_t*>cnp.PyArray_DATA(y)
-    cdef const float* wp = NULL
-    cdef const float* bp = NULL
-    cdef float* mean_p = NULL
-    cdef float* rstd_p = NULL
-    if w is not None:
-        wp = <const float*>cnp.PyArray_DATA(<cnp.ndarray>w)
-    if b is not None:
-        bp = <const float*>cnp.PyArray_DATA(<cnp.ndarray>b)
-    if want_stats:
-        mean_p = <float*>cnp.PyArray_DATA(mean)
-        rstd_p = <float*>cnp.PyArray_DATA(rstd)
-    cdef int threads = _num_threads
-    cdef gncpu_status status
-    with nogil:
-        if is_half:
-            status = gncpu_group_norm_f16(xp, yp, batch, channels, spatial, groups, wp, bp,
-                                          eps_value, act, mean_p, rstd_p, threads)
-        else:
-            status = gncpu_group_norm_bf16(xp, yp, batch, channels, spatial, groups, wp, bp,
-                                           eps_value, act, mean_p, rstd_p, threads)
-    if status != GNCPU_OK:
-        _raise_status(status)
+    else:
+        _call_kernel(kind, nhwc, xa, y, batch, channels, spatial, groups, w, b, eps_value, act,
+                     mean, rstd)
     if target is not None:
         target[...] = y
         y = target
-    return (y, mean, rstd) if want_stats else y
+    result = np.moveaxis(y, -1, 1) if strided_nhwc else y
+    return (result, mean, rstd) if want_stats else result
+
+
+cdef _call_kernel(int kind, bint nhwc, cnp.ndarray xa, cnp.ndarray y, int64_t batch,
+                  int64_t channels, int64_t spatial, int64_t groups, object w, object b,
+                  double eps, gncpu_activation act, cnp.ndarray mean, cnp.ndarray rstd):
+    cdef const void* xp = cnp.PyArray_DATA(xa)
+    cdef void* yp = cnp.PyArray_DATA(y)
+    cdef const void* wp = NULL
+    cdef const void* bp = NULL
+    cdef void* mean_p = NULL
+    cdef void* rstd_p = NULL
+    if w is not None:
+        wp = cnp.PyArray_DATA(<cnp.ndarray>w)
+    if b is not None:
+        bp = cnp.PyArray_DATA(<cnp.ndarray>b)
+    if mean is not None:
+        mean_p = cnp.PyArray_DATA(mean)
+        rstd_p = cnp.PyArray_DATA(rstd)
+    cdef int threads = _num_threads
+    cdef gncpu_status status
+    with nogil:
+        status = gncpu_dispatch(kind, nhwc, xp, yp, batch, channels, spatial, groups, wp, bp,
+                                eps, act, mean_p, rstd_p, threads)
+    if status != GNCPU_OK:
+        _raise_status(status)
 
 
 # ------------------------------------------------------------------ threads

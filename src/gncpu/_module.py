@@ -31,7 +31,8 @@ class GroupNorm:
         layer.load_state_dict({k: v.numpy() for k, v in torch_gn.state_dict().items()})
     """
 
-    def __init__(self, num_groups, num_channels, eps=1e-5, affine=True, activation=None):
+    def __init__(self, num_groups, num_channels, eps=1e-5, affine=True, activation=None,
+                 channels_last=False):
         self.num_groups = _positive_int(num_groups, "num_groups")
         self.num_channels = _positive_int(num_channels, "num_channels")
         if self.num_channels % self.num_groups:
@@ -43,6 +44,9 @@ class GroupNorm:
                    activation=activation)
         self.eps = float(eps)
         self.activation = activation
+        if not isinstance(channels_last, (bool, np.bool_)):
+            raise TypeError(f"channels_last must be a bool, got {type(channels_last).__name__}")
+        self.channels_last = bool(channels_last)
         self.affine = bool(affine)
         if self.affine:
             self.weight = np.ones(self.num_channels, dtype=np.float32)
@@ -53,12 +57,14 @@ class GroupNorm:
 
     def __call__(self, x, out=None):
         shape = np.shape(x)
-        if len(shape) >= 2 and shape[1] != self.num_channels:
+        axis = -1 if self.channels_last else 1
+        if len(shape) >= 2 and shape[axis] != self.num_channels:
+            layout = "(N, ..., {0})" if self.channels_last else "(N, {0}, ...)"
             raise ValueError(
-                f"expected input with {self.num_channels} channels (shape (N, "
-                f"{self.num_channels}, ...)), got shape {tuple(shape)}")
+                f"expected input with {self.num_channels} channels (shape "
+                f"{layout.format(self.num_channels)}), got shape {tuple(shape)}")
         return group_norm(x, self.num_groups, self.weight, self.bias, self.eps, out=out,
-                          activation=self.activation)
+                          activation=self.activation, channels_last=self.channels_last)
 
     def state_dict(self):
         """{"weight": ..., "bias": ...} (copies); empty when affine=False."""
@@ -91,5 +97,6 @@ class GroupNorm:
 
     def __repr__(self):
         extra = f", activation={self.activation!r}" if self.activation else ""
+        extra += ", channels_last=True" if self.channels_last else ""
         return (f"GroupNorm({self.num_groups}, {self.num_channels}, eps={self.eps}, "
                 f"affine={self.affine}{extra})")

@@ -9,6 +9,7 @@ class GroupNorm:
     eps: float
     affine: bool
     activation: Optional[Literal["silu", "relu", "gelu"]]
+    channels_last: bool
     weight: Optional[NDArray[np.float32]]
     bias: Optional[NDArray[np.float32]]
     def __init__(
@@ -18,6 +19,7 @@ class GroupNorm:
         eps: float = 1e-5,
         affine: bool = True,
         activation: Optional[Literal["silu", "relu", "gelu"]] = None,
+        channels_last: bool = False,
     ) -> None: ...
     def state_dict(self) -> Dict[str, NDArray[np.float32]]: ...
     def load_state_dict(self, state_dict: Mapping[str, ArrayLike]) -> None: ...

@@ -26,7 +26,8 @@ typedef enum gncpu_status {
     GNCPU_ERR_BAD_GROUPS = 3,     /* num_groups <= 0 or not dividing channels */
     GNCPU_ERR_BAD_EPS = 4,        /* eps negative, NaN or infinite */
     GNCPU_ERR_BAD_ISA = 5,        /* set_isa: not compiled in or not runnable here */
-    GNCPU_ERR_BAD_ACTIVATION = 6  /* not a gncpu_activation */
+    GNCPU_ERR_BAD_ACTIVATION = 6, /* not a gncpu_activation */
+    GNCPU_ERR_OUT_OF_MEMORY = 7   /* channels-last scratch could not be allocated */
 } gncpu_status;
 
 /* Applied to the normalised, scaled and shifted value, in the same pass. */
@@ -80,6 +81,16 @@ gncpu_status gncpu_group_norm_bf16(const uint16_t* x, uint16_t* y, int64_t batch
                                    gncpu_activation activation,
                                    float* mean_out, float* rstd_out,
                                    int num_threads);
+/* Channels-last (NHWC): x and y hold `batch` examples of `spatial` positions
+ * of `channels` contiguous values, x[n][s][c].  Same arguments and results
+ * as the NCHW functions above (the result equals theirs transposed). */
+#define GNCPU_DECLARE_NHWC(suffix, Stored, Compute)                                      gncpu_status gncpu_group_norm_nhwc_##suffix(                                             const Stored* x, Stored* y, int64_t batch, int64_t channels, int64_t spatial,         int64_t num_groups, const Compute* weight, const Compute* bias, double eps,          gncpu_activation activation, Compute* mean_out, Compute* rstd_out,                   int num_threads);
+GNCPU_DECLARE_NHWC(f32, float, float)
+GNCPU_DECLARE_NHWC(f64, double, double)
+GNCPU_DECLARE_NHWC(f16, uint16_t, float)
+GNCPU_DECLARE_NHWC(bf16, uint16_t, float)
+#undef GNCPU_DECLARE_NHWC
+
 const char* gncpu_status_message(gncpu_status status);
 
 /* Copies nbytes with the same threading policy as the kernels: the floor

@@ -1,0 +1,112 @@
+"""Channels-last (NHWC) input: its own kernel, no transposing copy."""
+
+import numpy as np
+import pytest
+
+import gncpu
+from gncpu import reference
+
+from conftest import TOLERANCE, max_error, random_affine, random_input
+
+
+def nhwc_oracle(x, groups, weight=None, bias=None, eps=1e-5):
+    nchw = np.moveaxis(x, -1, 1)
+    return np.moveaxis(reference.group_norm(nchw, groups, weight, bias, eps), 1, -1)
+
+
+SHAPES = [  # NHWC shapes, groups
+    ((1, 16, 16, 320), 32), ((2, 7, 9, 64), 8), ((2, 33, 12), 4), ((3, 5, 1), 1),
+    ((1, 130, 100, 6), 3), ((2, 4, 4, 4, 8), 8), ((2, 3, 40), 40), ((2, 1000, 17), 17),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape,groups", SHAPES)
+def test_matches_oracle(isa, schedule, rng, shape, groups, dtype):
+    x = random_input(rng, shape, dtype, mean=5.0, std=2.0)
+    weight, bias = random_affine(rng, shape[-1], dtype)
+    y = gncpu.group_norm(x, groups, weight, bias, channels_last=True)
+    assert y.shape == x.shape and y.dtype == dtype and y.flags.c_contiguous
+    assert max_error(y, nhwc_oracle(x, groups, weight, bias)) <= TOLERANCE[dtype]
+
+
+@pytest.mark.parametrize("mean,std", [(1e4, 1.0), (-1e4, 1e-2), (1e3, 1.0)])
+def test_offset_does_not_grow_the_error(isa, schedule, rng, mean, std):
+    x = random_input(rng, (2, 24, 24, 64), np.float32, mean, std)
+    weight, bias = random_affine(rng, 64)
+    y = gncpu.group_norm(x, 32, weight, bias, channels_last=True)
+    assert max_error(y, nhwc_oracle(x, 32, weight, bias)) <= 1e-5
+
+
+def test_outlier_first_rows_and_constant_groups(isa, rng):
+    x = random_input(rng, (1, 3000, 16))
+    x[0, ::1024] = 1e4  # the first row of every block is an outlier
+    assert max_error(gncpu.group_norm(x, 4, channels_last=True), nhwc_oracle(x, 4)) <= 1e-5
+    constant = np.full((2, 50, 8), 1000.5, np.float32)
+    bias = np.arange(8, dtype=np.float32)
+    y = gncpu.group_norm(constant, 2, None, bias, channels_last=True)
+    np.testing.assert_array_equal(y, np.broadcast_to(bias, y.shape))
+
+
+def test_activation_stats_out_and_16bit(isa, rng):
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    x = random_input(rng, (2, 10, 10, 32))
+    y, mean, rstd = gncpu.group_norm(x, 8, activation="silu", return_stats=True,
+                                     channels_last=True)
+    pre = nhwc_oracle(x, 8)
+    assert max_error(y, pre / (1 + np.exp(-pre))) <= 1e-5
+    _, nchw_mean, nchw_rstd = gncpu.group_norm(np.moveaxis(x, -1, 1).copy(), 8, return_stats=True)
+    assert np.allclose(mean, nchw_mean, rtol=0, atol=1e-6)
+    assert np.allclose(rstd, nchw_rstd, rtol=1e-5, atol=0)
+    out = np.empty_like(x)
+    assert gncpu.group_norm(x, 8, out=out, channels_last=True) is out
+    for dtype in (np.float16, ml_dtypes.bfloat16):
+        half = x.astype(dtype)
+        y16 = gncpu.group_norm(half, 8, channels_last=True)
+        assert y16.dtype == half.dtype
+        assert max_error(y16.astype(np.float32), nhwc_oracle(half.astype(np.float64), 8)) <= 2e-2
+
+
+def test_nchw_view_of_channels_last_data_uses_it_without_copy(isa, rng):
+    nhwc = random_input(rng, (2, 12, 10, 64))
+    view = nhwc.transpose(0, 3, 1, 2)  # NCHW shape, channels-last strides
+    y = gncpu.group_norm(view, 16)
+    assert y.shape == view.shape
+    assert np.moveaxis(y, 1, -1).flags.c_contiguous  # same memory format as the input
+    assert max_error(y, reference.group_norm(view, 16)) <= 1e-5
+    np.testing.assert_array_equal(
+        np.moveaxis(y, 1, -1), gncpu.group_norm(nhwc, 16, channels_last=True))
+
+
+def test_deterministic_over_threads(isa, restore_threads, rng):
+    x = random_input(rng, (1, 64, 64, 96), mean=3.0)
+    results = []
+    for threads in (1, 2, 3, 5):
+        gncpu.set_num_threads(threads)
+        results.append(gncpu.group_norm(x, 32, channels_last=True))
+    assert all(np.array_equal(results[0], r) for r in results[1:])
+
+
+def test_bad_channels_last_arguments(rng):
+    x = random_input(rng, (2, 5, 6))
+    with pytest.raises(ValueError, match="divide"):
+        gncpu.group_norm(x, 4, channels_last=True)       # C = 6
+    with pytest.raises(ValueError, match="weight"):
+        gncpu.group_norm(x, 3, np.ones(5), channels_last=True)
+    with pytest.raises(TypeError, match="channels_last"):
+        gncpu.group_norm(x, 3, channels_last="yes")
+    out = np.full((2, 5, 6), -7.0, np.float32)
+    with pytest.raises(ValueError):
+        gncpu.group_norm(x, 4, channels_last=True, out=out)
+    assert np.all(out == -7.0)
+
+
+def test_module_channels_last(rng):
+    layer = gncpu.GroupNorm(4, 8, channels_last=True, activation="relu")
+    x = random_input(rng, (2, 5, 5, 8))
+    assert max_error(layer(x), np.maximum(nhwc_oracle(x, 4), 0)) <= 1e-5
+    with pytest.raises(ValueError, match="8 channels"):
+        layer(random_input(rng, (2, 8, 5, 5)))
+    with pytest.raises(TypeError):
+        gncpu.GroupNorm(4, 8, channels_last=1)
+    assert "channels_last=True" in repr(layer)
