@@ -40,6 +40,11 @@ SUITE = [  # (name, shape, groups)
 ]
 EPS = 1e-5
 ACTIVATION = None  # set by --activation: every implementation applies it
+CHANNELS_LAST = False  # set by --channels-last: x is (N, *spatial, C)
+
+
+class Skip(Exception):
+    """An implementation that cannot do this configuration (reported, not run)."""
 
 
 def silu_numpy(v):
@@ -54,11 +59,12 @@ def silu_numpy(v):
 def make_gncpu_out(x, groups, weight, bias, threads):
     out = np.empty_like(x)
     return lambda: gncpu.group_norm(x, groups, weight, bias, EPS, out=out,
-                                    activation=ACTIVATION)
+                                    activation=ACTIVATION, channels_last=CHANNELS_LAST)
 
 
 def make_gncpu_alloc(x, groups, weight, bias, threads):
-    return lambda: gncpu.group_norm(x, groups, weight, bias, EPS, activation=ACTIVATION)
+    return lambda: gncpu.group_norm(x, groups, weight, bias, EPS, activation=ACTIVATION,
+                                    channels_last=CHANNELS_LAST)
 
 
 def make_copy(x, groups, weight, bias, threads):
@@ -71,14 +77,20 @@ def make_copy(x, groups, weight, bias, threads):
 
 
 def make_numpy(x, groups, weight, bias, threads):
-    per_channel = (1, x.shape[1]) + (1,) * (x.ndim - 2)
-    w = weight.reshape(per_channel)
-    b = bias.reshape(per_channel)
+    if CHANNELS_LAST:
+        grouped_shape = (x.shape[0], -1, groups, x.shape[-1] // groups)
+        axes = (1, 3)
+        w, b = weight, bias
+    else:
+        grouped_shape = (x.shape[0], groups, -1)
+        axes = -1
+        per_channel = (1, x.shape[1]) + (1,) * (x.ndim - 2)
+        w, b = weight.reshape(per_channel), bias.reshape(per_channel)
 
     def run():  # what a NumPy user writes, in x's dtype
-        g = x.reshape(x.shape[0], groups, -1)
-        mean = g.mean(axis=-1, keepdims=True)
-        var = g.var(axis=-1, keepdims=True)
+        g = x.reshape(grouped_shape)
+        mean = g.mean(axis=axes, keepdims=True)
+        var = g.var(axis=axes, keepdims=True)
         y = ((g - mean) / np.sqrt(var + EPS)).reshape(x.shape) * w + b
         return silu_numpy(y) if ACTIVATION else y
     return run
@@ -87,7 +99,11 @@ def make_numpy(x, groups, weight, bias, threads):
 def make_torch(x, groups, weight, bias, threads):
     import torch
     torch.set_num_threads(threads)
-    tx, tw, tb = (torch.from_numpy(a) for a in (x, weight, bias))
+    bf16 = x.dtype.name == "bfloat16"
+    tx = torch.from_numpy(x.view(np.int16)).view(torch.bfloat16) if bf16 else torch.from_numpy(x)
+    if CHANNELS_LAST:  # an NCHW tensor in channels_last memory format, as PyTorch holds it
+        tx = tx.permute(0, x.ndim - 1, *range(1, x.ndim - 1))
+    tw, tb = (torch.from_numpy(a).to(tx.dtype) for a in (weight, bias))
     fn = torch.nn.functional.group_norm
 
     def run():
@@ -95,6 +111,10 @@ def make_torch(x, groups, weight, bias, threads):
             y = fn(tx, groups, tw, tb, EPS)
             if ACTIVATION:
                 y = torch.nn.functional.silu(y, inplace=True)
+            if CHANNELS_LAST:
+                y = y.permute(0, *range(2, x.ndim), 1)
+            if bf16:
+                return y.contiguous().view(torch.int16).numpy().view(x.dtype)
             return y.numpy()
     return run
 
@@ -104,6 +124,8 @@ def make_onnxruntime(x, groups, weight, bias, threads):
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
+    if CHANNELS_LAST or x.dtype not in (np.float32, np.float64):
+        raise Skip("GroupNormalization is NCHW float32/float64 here")
     elem = TensorProto.FLOAT if x.dtype == np.float32 else TensorProto.DOUBLE
     nodes = [helper.make_node("GroupNormalization", ["X", "scale", "bias"],
                               ["G" if ACTIVATION else "Y"], epsilon=EPS, num_groups=groups)]
@@ -133,8 +155,8 @@ def make_openvino(x, groups, weight, bias, threads):
     import openvino as ov
     import openvino.opset13 as ops
 
-    if x.dtype != np.float32:
-        raise ImportError("the OpenVINO CPU plugin computes GroupNorm in float32 only")
+    if x.dtype != np.float32 or CHANNELS_LAST:
+        raise Skip("run here in NCHW float32 only")
     data = ops.parameter(list(x.shape), ov.Type.f32, name="x")
     node = ops.group_normalization(data, ops.constant(weight), ops.constant(bias),
                                    num_groups=groups, epsilon=EPS)
@@ -218,10 +240,14 @@ def machine_info(threads):
 
 def bench_shape(name, shape, groups, dtype, threads, rounds, passes, only):
     rng = np.random.default_rng(0)
-    x = rng.standard_normal(shape).astype(dtype)
-    weight = rng.uniform(0.5, 1.5, shape[1]).astype(dtype)
-    bias = rng.standard_normal(shape[1]).astype(dtype)
-    expected = reference.group_norm(x, groups, weight, bias, EPS)
+    x = rng.standard_normal(shape).astype(np.float32).astype(dtype)
+    param_dtype = np.float64 if dtype == np.float64 else np.float32
+    weight = rng.uniform(0.5, 1.5, shape[1]).astype(param_dtype)
+    bias = rng.standard_normal(shape[1]).astype(param_dtype)
+    expected = reference.group_norm(x.astype(np.float64), groups, weight, bias, EPS)
+    if CHANNELS_LAST:  # the same values, held (N, *spatial, C)
+        x = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+        expected = np.moveaxis(expected, 1, -1)
     if ACTIVATION:
         expected = silu_numpy(expected)
     runs, errors, skipped = {}, {}, {}
@@ -234,9 +260,12 @@ def bench_shape(name, shape, groups, dtype, threads, rounds, passes, only):
         except ImportError as exc:
             skipped[impl] = str(exc) or "not installed"
             continue
+        except Skip as exc:
+            skipped[impl] = str(exc)
+            continue
         runs[impl] = fn
         if y is not None:
-            errors[impl] = float(np.max(np.abs(np.asarray(y, np.float64) - expected)))
+            errors[impl] = float(np.max(np.abs(np.asarray(y).astype(np.float64) - expected)))
     times = {}
     for _ in range(passes):  # best of several passes: a noisy neighbour hits one
         for impl, seconds in time_each(runs, rounds).items():
@@ -322,7 +351,10 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shape", action="append", default=[],
                         help="NxCxHxW[:G] (repeatable); default: the model suite")
-    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    parser.add_argument("--dtype", choices=["float32", "float64", "float16", "bfloat16"],
+                        default="float32", help="bfloat16 needs ml_dtypes")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="x held (N, *spatial, C); shapes are still given as NxCxHxW")
     parser.add_argument("--threads", default=str(gncpu.get_num_threads()),
                         help="thread count, or a comma list for a sweep (e.g. 1,2,4)")
     parser.add_argument("--activation", choices=["silu"],
@@ -337,18 +369,24 @@ def main(argv=None):
     parser.add_argument("--plot", help="write a PNG plot to this file (needs matplotlib)")
     args = parser.parse_args(argv)
 
-    global ACTIVATION
+    global ACTIVATION, CHANNELS_LAST
     ACTIVATION = args.activation
+    CHANNELS_LAST = args.channels_last
     if args.isa:
         gncpu.set_isa(args.isa)
     thread_counts = [int(t) for t in args.threads.split(",")]
     shapes = [parse_shape(s) for s in args.shape] or SUITE
     only = set(args.only.split(",")) if args.only else None
-    dtype = np.dtype(args.dtype)
+    if args.dtype == "bfloat16":
+        import ml_dtypes
+        dtype = np.dtype(ml_dtypes.bfloat16)
+    else:
+        dtype = np.dtype(args.dtype)
     info = machine_info(thread_counts)
     print(f"gncpu benchmark: {info['cpu']} ({info['cores']} CPUs), ISA {info['isa']}, "
           f"threads {args.threads}, {dtype.name}"
-          f"{', GroupNorm + ' + ACTIVATION if ACTIVATION else ''}, OpenMP {'on' if info['openmp'] else 'off'}")
+          f"{', GroupNorm + ' + ACTIVATION if ACTIVATION else ''}"
+          f"{', channels-last' if CHANNELS_LAST else ''}, OpenMP {'on' if info['openmp'] else 'off'}")
     print("versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()))
 
     rows, notes = [], {}
@@ -374,6 +412,7 @@ def main(argv=None):
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as f:
             json.dump({"machine": info, "dtype": dtype.name, "activation": ACTIVATION,
+                       "channels_last": CHANNELS_LAST,
                        "rows": rows,
                        "summary": {str(k): v for k, v in summary.items()},
                        "skipped": notes}, f, indent=1)
