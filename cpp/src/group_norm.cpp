@@ -572,59 +572,25 @@ gncpu_status group_norm_nhwc(const KernelsFor<S, C>& k, const S* x, S* y, int64_
 
 extern "C" {
 
-gncpu_status gncpu_group_norm_f32(const float* x, float* y, int64_t batch, int64_t channels,
-                                  int64_t spatial, int64_t num_groups, const float* weight,
-                                  const float* bias, double eps, gncpu_activation activation,
-                                  float* mean_out, float* rstd_out, int num_threads) {
-    return gncpu::group_norm(gncpu::active_kernels().f32, x, y, batch, channels, spatial,
-                             num_groups, weight, bias, eps, static_cast<int>(activation),
-                             mean_out, rstd_out, num_threads);
-}
-
-gncpu_status gncpu_group_norm_f64(const double* x, double* y, int64_t batch, int64_t channels,
-                                  int64_t spatial, int64_t num_groups, const double* weight,
-                                  const double* bias, double eps, gncpu_activation activation,
-                                  double* mean_out, double* rstd_out, int num_threads) {
-    return gncpu::group_norm(gncpu::active_kernels().f64, x, y, batch, channels, spatial,
-                             num_groups, weight, bias, eps, static_cast<int>(activation),
-                             mean_out, rstd_out, num_threads);
-}
-
-gncpu_status gncpu_group_norm_f16(const uint16_t* x, uint16_t* y, int64_t batch,
-                                  int64_t channels, int64_t spatial, int64_t num_groups,
-                                  const float* weight, const float* bias, double eps,
-                                  gncpu_activation activation, float* mean_out,
-                                  float* rstd_out, int num_threads) {
-    return gncpu::group_norm(gncpu::active_kernels().f16, x, y, batch, channels, spatial,
-                             num_groups, weight, bias, eps, static_cast<int>(activation),
-                             mean_out, rstd_out, num_threads);
-}
-
-gncpu_status gncpu_group_norm_bf16(const uint16_t* x, uint16_t* y, int64_t batch,
-                                   int64_t channels, int64_t spatial, int64_t num_groups,
-                                   const float* weight, const float* bias, double eps,
-                                   gncpu_activation activation, float* mean_out,
-                                   float* rstd_out, int num_threads) {
-    return gncpu::group_norm(gncpu::active_kernels().bf16, x, y, batch, channels, spatial,
-                             num_groups, weight, bias, eps, static_cast<int>(activation),
-                             mean_out, rstd_out, num_threads);
-}
-
-#define GNCPU_NHWC_ENTRY(suffix, table, Stored, Compute)                                     \
-    gncpu_status gncpu_group_norm_nhwc_##suffix(                                             \
-        const Stored* x, Stored* y, int64_t batch, int64_t channels, int64_t spatial,        \
-        int64_t num_groups, const Compute* weight, const Compute* bias, double eps,          \
-        gncpu_activation activation, Compute* mean_out, Compute* rstd_out, int num_threads) { \
-        return gncpu::group_norm_nhwc(gncpu::active_kernels().table, x, y, batch, channels,  \
-                                      spatial, num_groups, weight, bias, eps,                \
-                                      static_cast<int>(activation), mean_out, rstd_out,      \
-                                      num_threads);                                          \
+// Every (layout, dtype) entry point: the same arguments, one driver each.
+#define GNCPU_ENTRY(name, driver, table, Stored, Compute)                                   \
+    gncpu_status name(const Stored* x, Stored* y, int64_t batch, int64_t channels,          \
+                      int64_t spatial, int64_t num_groups, const Compute* weight,           \
+                      const Compute* bias, double eps, gncpu_activation activation,         \
+                      Compute* mean_out, Compute* rstd_out, int num_threads) {              \
+        return gncpu::driver(gncpu::active_kernels().table, x, y, batch, channels, spatial, \
+                             num_groups, weight, bias, eps, static_cast<int>(activation),   \
+                             mean_out, rstd_out, num_threads);                              \
     }
-GNCPU_NHWC_ENTRY(f32, f32, float, float)
-GNCPU_NHWC_ENTRY(f64, f64, double, double)
-GNCPU_NHWC_ENTRY(f16, f16, uint16_t, float)
-GNCPU_NHWC_ENTRY(bf16, bf16, uint16_t, float)
-#undef GNCPU_NHWC_ENTRY
+GNCPU_ENTRY(gncpu_group_norm_f32, group_norm, f32, float, float)
+GNCPU_ENTRY(gncpu_group_norm_f64, group_norm, f64, double, double)
+GNCPU_ENTRY(gncpu_group_norm_f16, group_norm, f16, uint16_t, float)
+GNCPU_ENTRY(gncpu_group_norm_bf16, group_norm, bf16, uint16_t, float)
+GNCPU_ENTRY(gncpu_group_norm_nhwc_f32, group_norm_nhwc, f32, float, float)
+GNCPU_ENTRY(gncpu_group_norm_nhwc_f64, group_norm_nhwc, f64, double, double)
+GNCPU_ENTRY(gncpu_group_norm_nhwc_f16, group_norm_nhwc, f16, uint16_t, float)
+GNCPU_ENTRY(gncpu_group_norm_nhwc_bf16, group_norm_nhwc, bf16, uint16_t, float)
+#undef GNCPU_ENTRY
 
 const char* gncpu_status_message(gncpu_status status) {
     switch (status) {

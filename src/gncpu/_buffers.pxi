@@ -113,13 +113,7 @@ def set_output_cache_limit(nbytes):
     Only outputs of 4 MiB or more are cached, at most 8 of them; 0 turns the
     cache off and frees what it holds."""
     global _cache_limit
-    if isinstance(nbytes, (bool, np.bool_)):
-        raise TypeError("the limit must be an integer number of bytes, got a bool")
-    try:
-        value = operator.index(nbytes)
-    except TypeError:
-        raise TypeError(
-            f"the limit must be an integer number of bytes, got {type(nbytes).__name__}") from None
+    value = _as_integer(nbytes, "the limit (bytes)")
     if value < 0:
         raise ValueError(f"the limit must be >= 0, got {value}")
     _cache_limit = min(value, 2**62)

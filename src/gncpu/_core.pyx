@@ -67,19 +67,23 @@ cdef cnp.ndarray _as_float_array(object x):
     return arr
 
 
+cdef object _as_integer(object value, str what):
+    """A Python int from an integer-like value (not a bool), else TypeError."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{what} must be an integer, got a bool")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{what} must be an integer, got {type(value).__name__}") from None
+
+
 cdef int64_t _as_groups(object num_groups, int64_t channels) except -1:
     cdef int64_t fast
     if type(num_groups) is int and 0 < num_groups <= 2**62:
         fast = num_groups
         if channels % fast == 0:
             return fast
-    if isinstance(num_groups, (bool, np.bool_)):
-        raise TypeError("num_groups must be an integer, got a bool")
-    try:
-        groups = operator.index(num_groups)
-    except TypeError:
-        raise TypeError(
-            f"num_groups must be an integer, got {type(num_groups).__name__}") from None
+    groups = _as_integer(num_groups, "num_groups")
     if groups <= 0:
         raise ValueError(f"num_groups must be positive, got {groups}")
     if groups > 2**62 or channels % groups != 0:
@@ -397,12 +401,7 @@ cdef _call_kernel(int kind, bint nhwc, cnp.ndarray xa, cnp.ndarray y, int64_t ba
 def set_num_threads(n):
     """Set the number of threads gncpu's kernels may use (>= 1)."""
     global _num_threads
-    if isinstance(n, (bool, np.bool_)):
-        raise TypeError("the thread count must be an integer, got a bool")
-    try:
-        value = operator.index(n)
-    except TypeError:
-        raise TypeError(f"the thread count must be an integer, got {type(n).__name__}") from None
+    value = _as_integer(n, "the thread count")
     if value < 1 or value > _MAX_THREADS:
         raise ValueError(f"the thread count must be in [1, {_MAX_THREADS}], got {value}")
     _num_threads = value
