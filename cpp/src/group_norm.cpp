@@ -102,6 +102,21 @@ gncpu_status check_arguments(const void* x, const void* y, int64_t batch, int64_
     return GNCPU_OK;
 }
 
+// This thread's index in its team and the team's size, inside a parallel
+// region: the team may be smaller than asked for, so work is split by these.
+struct TeamPosition {
+    int64_t index;
+    int64_t size;
+};
+
+inline TeamPosition team_position() {
+#if defined(_OPENMP)
+    return TeamPosition{omp_get_thread_num(), omp_get_num_threads()};
+#else
+    return TeamPosition{0, 1};
+#endif
+}
+
 template <class S, class C>
 struct Problem {
     const S* x;       // values as stored: float, double, or 16-bit patterns
@@ -235,17 +250,13 @@ void run_split(const KernelsFor<S, C>& k, const Problem<S, C>& p, int threads,
                int64_t groups_per_batch, BlockMoments* scratch) {
     const int64_t batches = (p.total_groups + groups_per_batch - 1) / groups_per_batch;
     const int64_t slot_stride = groups_per_batch * p.blocks_per_group;
+    (void)threads;  // unused without OpenMP
 #if defined(_OPENMP)
 #pragma omp parallel num_threads(threads)
 #endif
     {
-#if defined(_OPENMP)
-        const int64_t tid = omp_get_thread_num();
-        const int64_t team = omp_get_num_threads();
-#else
-        const int64_t tid = 0, team = 1;
-        (void)threads;
-#endif
+        const TeamPosition me = team_position();
+        const int64_t tid = me.index, team = me.size;
         for (int64_t batch = 0; batch < batches; ++batch) {
             const int64_t g0 = batch * groups_per_batch;
             const int64_t g1 = g0 + groups_per_batch < p.total_groups ? g0 + groups_per_batch
@@ -306,10 +317,9 @@ void run_whole_groups(const KernelsFor<S, C>& k, const Problem<S, C>& p, int thr
 #pragma omp parallel num_threads(threads)
     {
         // Contiguous ranges of groups, as schedule(static) would give.
-        const int64_t tid = omp_get_thread_num();
-        const int64_t team = omp_get_num_threads();
-        process_group_range(k, p, p.total_groups * tid / team,
-                            p.total_groups * (tid + 1) / team);
+        const TeamPosition me = team_position();
+        process_group_range(k, p, p.total_groups * me.index / me.size,
+                            p.total_groups * (me.index + 1) / me.size);
     }
 #endif
 }
@@ -481,17 +491,13 @@ void run_channels_last(const KernelsFor<S, C>& k, const NhwcProblem<S, C>& p, in
                        int64_t examples_per_batch, BlockMoments* scratch) {
     const int64_t batches = (p.batch + examples_per_batch - 1) / examples_per_batch;
     const int64_t slot_stride = examples_per_batch * p.blocks_per_example * p.groups;
+    (void)threads;  // unused without OpenMP
 #if defined(_OPENMP)
 #pragma omp parallel num_threads(threads)
 #endif
     {
-#if defined(_OPENMP)
-        const int64_t tid = omp_get_thread_num();
-        const int64_t team = omp_get_num_threads();
-#else
-        const int64_t tid = 0, team = 1;
-        (void)threads;
-#endif
+        const TeamPosition me = team_position();
+        const int64_t tid = me.index, team = me.size;
         thread_local NhwcScratch<C> w;
         w.resize(p.channels);
         for (int64_t batch = 0; batch < batches; ++batch) {
