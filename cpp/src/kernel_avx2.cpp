@@ -54,11 +54,11 @@ struct F32 {
     // x86 semantics: the second operand when either is NaN.
     static V max(V a, V b) { return _mm256_max_ps(a, b); }
     static V min(V a, V b) { return _mm256_min_ps(a, b); }
-    static V round(V a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
-    // 2^n for integral n in [-126, 127].
-    static V pow2(V n) {
-        const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-        return _mm256_castsi256_ps(bits);
+    static V neg_mul_sub(V a, V b, V c) { return _mm256_fnmsub_ps(a, b, c); }  // -(a*b) - c
+    // 2^n from t = n + 0x1.8p23 + 127 (n integral in [-126, 127]): the low mantissa
+    // bits of t hold n + 127, which the shift moves into the exponent field.
+    static V pow2_biased(V t) {
+        return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(t), 23));
     }
 };
 

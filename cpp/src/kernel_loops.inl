@@ -222,16 +222,22 @@ BlockMoments block_moments(const typename S::Stored* x, int64_t n) {
 // Activations fused into the normalisation (values match gncpu_activation).
 enum Activation : int { kIdentity = 0, kSilu = 1, kRelu = 2, kGelu = 3 };
 
-// exp for float32 lanes: x = n*ln2 + r, |r| <= ln2/2, exp(r) by a degree-6
-// polynomial (Cephes' expf coefficients, about 1 ulp), times 2^n.  The
-// clamps take the constant first so that a NaN passes through.
+// exp(-x) for float32 lanes (the activations need the negative exponent; the
+// sign is folded into the constants).  -x = n*ln2 + r, |r| <= ln2/2, exp(r)
+// by a degree-6 polynomial (Cephes' expf coefficients, about 1 ulp), times
+// 2^n.  Rounding to the integer n is adding 1.5 * 2^23 (+127, the exponent
+// bias), which leaves n + 127 in the low mantissa bits for pow2_biased.  The
+// clamps take the constant first so that a NaN passes through, and keep the
+// result finite and below 2^128.
 template <class L>
-inline typename L::V exp_f32(typename L::V x) {
+inline typename L::V exp_neg_f32(typename L::V x) {
     using V = typename L::V;
-    x = L::max(L::set1(-87.33654f), L::min(L::set1(88.37626f), x));
-    const V n = L::round(L::mul(x, L::set1(1.44269504088896341f)));
-    V r = L::mul_add(n, L::set1(-0.693359375f), x);
-    r = L::mul_add(n, L::set1(2.12194440e-4f), r);
+    const V shifter = L::set1(12582912.0f + 127.0f);  // 0x1.8p23 + 127
+    x = L::max(L::set1(-88.37626f), L::min(L::set1(87.33654f), x));
+    const V t = L::mul_add(x, L::set1(-1.44269504088896341f), shifter);
+    const V n = L::sub(t, shifter);
+    V r = L::neg_mul_sub(n, L::set1(0.693359375f), x);  // -x - n * ln2 (high part)
+    r = L::mul_add(n, L::set1(2.12194440e-4f), r);      // ... - n * ln2 (low part)
     V p = L::set1(1.9875691500e-4f);
     p = L::mul_add(p, r, L::set1(1.3981999507e-3f));
     p = L::mul_add(p, r, L::set1(8.3334519073e-3f));
@@ -239,7 +245,7 @@ inline typename L::V exp_f32(typename L::V x) {
     p = L::mul_add(p, r, L::set1(1.6666665459e-1f));
     p = L::mul_add(p, r, L::set1(5.0000001201e-1f));
     p = L::mul_add(L::mul(p, r), r, L::add(r, L::set1(1.0f)));
-    return L::mul(p, L::pow2(n));
+    return L::mul(p, L::pow2_biased(t));
 }
 
 // erf(a) for a >= 0 (Abramowitz & Stegun 7.1.26, absolute error <= 1.5e-7).
@@ -253,7 +259,7 @@ inline typename L::V erf_nonnegative_f32(typename L::V a) {
     p = L::mul_add(p, t, L::set1(1.421413741f));
     p = L::mul_add(p, t, L::set1(-0.284496736f));
     p = L::mul_add(p, t, L::set1(0.254829592f));
-    const V e = exp_f32<L>(L::sub(L::zero(), L::mul(a, a)));
+    const V e = exp_neg_f32<L>(L::mul(a, a));
     return L::sub(one, L::mul(L::mul(p, t), e));
 }
 
@@ -275,7 +281,7 @@ inline typename L::V activate(typename L::V v) {
     if constexpr (sizeof(T) == 4) {
         if (kAct == kRelu) return L::max(L::zero(), v);
         if (kAct == kSilu) {  // v * sigmoid(v) = v / (1 + exp(-v))
-            return L::div(v, L::add(L::set1(1.0f), exp_f32<L>(L::sub(L::zero(), v))));
+            return L::div(v, L::add(L::set1(1.0f), exp_neg_f32<L>(v)));
         }
         // GELU (erf form): 0.5 * v * (1 + erf(v / sqrt 2)) = 0.5 * (v + |v| erf(|v| / sqrt 2))
         const typename L::V magnitude = L::max(v, L::sub(L::zero(), v));

@@ -45,10 +45,11 @@ struct F32 {
     // rounds and propagates NaN the same way.
     static V max(V a, V b) { return vbslq_f32(vcgtq_f32(a, b), a, b); }
     static V min(V a, V b) { return vbslq_f32(vcltq_f32(a, b), a, b); }
-    static V round(V a) { return vrndnq_f32(a); }
-    // 2^n for integral n in [-126, 127].
-    static V pow2(V n) {
-        return vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127)), 23));
+    static V neg_mul_sub(V a, V b, V c) { return vfmsq_f32(vnegq_f32(c), a, b); }  // -(a*b) - c
+    // 2^n from t = n + 0x1.8p23 + 127 (n integral in [-126, 127]): the low mantissa
+    // bits of t hold n + 127, which the shift moves into the exponent field.
+    static V pow2_biased(V t) {
+        return vreinterpretq_f32_u32(vshlq_n_u32(vreinterpretq_u32_f32(t), 23));
     }
 };
 

@@ -67,14 +67,9 @@ struct PortableLanes {
         for (int i = 0; i < N; ++i) a.lane[i] = a.lane[i] < b.lane[i] ? a.lane[i] : b.lane[i];
         return a;
     }
-    static V round(V a) {  // to nearest even, in the default rounding mode
-        const T magic = T(1.5) * T(1 << 23);
-        for (int i = 0; i < N; ++i) {
-            const T v = a.lane[i];
-            const T r = (v >= 0 ? (v + magic) - magic : (v - magic) + magic);
-            a.lane[i] = (v > T(1 << 22) || v < -T(1 << 22)) ? v : r;
-        }
-        return a;
+    static V neg_mul_sub(V a, V b, V c) {  // -(a*b) - c
+        for (int i = 0; i < N; ++i) c.lane[i] = -(a.lane[i] * b.lane[i]) - c.lane[i];
+        return c;
     }
     // 16-bit storage: exact software conversions (defined in kernel_loops.inl,
     // which this file includes below; declared here).
@@ -82,10 +77,15 @@ struct PortableLanes {
     static void store_half(uint16_t* p, V v);
     static V load_bf16(const uint16_t* p);
     static void store_bf16(uint16_t* p, V v);
-    static V pow2(V n) {  // 2^n for integral n in [-126, 127]
+    // 2^n from t = n + 0x1.8p23 + 127 (n integral in [-126, 127]): the low mantissa
+    // bits of t hold n + 127, which the shift moves into the exponent field.
+    static V pow2_biased(V t) {  // float lanes only
+        static_assert(sizeof(T) == 4, "float32 activation math");
         V r;
         for (int i = 0; i < N; ++i) {
-            const uint32_t bits = static_cast<uint32_t>(static_cast<int32_t>(n.lane[i]) + 127) << 23;
+            uint32_t bits;
+            memcpy(&bits, &t.lane[i], sizeof(bits));
+            bits <<= 23;
             memcpy(&r.lane[i], &bits, sizeof(bits));
         }
         return r;
