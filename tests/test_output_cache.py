@@ -34,6 +34,26 @@ def test_freed_output_is_reused(cache, rng):
     assert z.flags.writeable and z.flags.c_contiguous and z.flags.owndata is False
 
 
+@pytest.mark.parametrize("dtype,channels_last", [("float16", False), ("bfloat16", False),
+                                                  ("float32", True), ("float64", False)])
+def test_every_dtype_and_layout_reuses_outputs(cache, rng, dtype, channels_last):
+    """The 16-bit and channels-last paths draw from the same cache: a fresh
+    allocation per call costs more in page faults than the kernel itself."""
+    if dtype == "bfloat16":
+        dtype = pytest.importorskip("ml_dtypes").bfloat16
+    x = rng.standard_normal((1, 32, 256, 256)).astype(dtype)  # >= 4 MiB in 16 bits
+    if channels_last:
+        x = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    y = gncpu.group_norm(x, 4, channels_last=channels_last)
+    address, expected = y.ctypes.data, y.copy()
+    del y
+    gc.collect()
+    z = gncpu.group_norm(x, 4, channels_last=channels_last)
+    assert z.ctypes.data == address
+    assert z.dtype == x.dtype and z.shape == x.shape and z.flags.c_contiguous
+    np.testing.assert_array_equal(z, expected)
+
+
 def test_live_views_keep_their_buffer(cache, rng):
     x = rng.standard_normal(LARGE).astype(np.float32)
     y = gncpu.group_norm(x, 4)

@@ -349,7 +349,7 @@ def _group_norm_general(cnp.ndarray xa, bint channels_last, num_groups, weight, 
     cdef cnp.ndarray target = None
     cdef cnp.ndarray y
     if out is None:
-        y = np.empty(shape, dtype=native)
+        y = _new_output_of(xa, kind)
     else:
         y = out
         if not y.flags.aligned:
@@ -369,6 +369,14 @@ def _group_norm_general(cnp.ndarray xa, bint channels_last, num_groups, weight, 
         y = target
     result = np.moveaxis(y, -1, 1) if strided_nhwc else y
     return (result, mean, rstd) if want_stats else result
+
+
+cdef cnp.ndarray _new_output_of(cnp.ndarray xa, int kind):
+    """An output shaped like xa, for dtype kind 0-3, from the buffer cache when
+    large (bfloat16 is a view of uint16 storage: NumPy has no type number for it)."""
+    cdef int typenum = (cnp.NPY_FLOAT32, cnp.NPY_FLOAT64, cnp.NPY_FLOAT16, cnp.NPY_UINT16)[kind]
+    y = _new_output(xa.ndim, xa.shape, typenum)
+    return y.view(_bfloat16_dtype) if kind == 3 else y
 
 
 cdef _call_kernel(int kind, bint nhwc, cnp.ndarray xa, cnp.ndarray y, int64_t batch,
