@@ -38,11 +38,22 @@ qemu-aarch64 -L /usr/aarch64-linux-gnu "$work/test_aarch64" neon
 if [ -n "$python" ]; then
     echo "== installed gncpu under qemu -cpu Westmere: isa() and a test subset"
     cd "$work"
-    quiet qemu-x86_64 -cpu Westmere "$python" -c \
+    # -X faulthandler: a fault prints the Python stack, so the log says whose
+    # code (the interpreter, NumPy, gncpu) executed the illegal instruction.
+    py_on() { local cpu=$1; shift; quiet qemu-x86_64 -cpu "$cpu" "$python" -X faulthandler "$@"; }
+    # The interpreter and NumPy come from this machine and PyPI, not from us:
+    # if they cannot start on the emulated CPU there is nothing of gncpu's to
+    # test there (the C++ kernel test above already ran the scalar kernel).
+    if ! py_on Westmere -c "import numpy; print('python + numpy', numpy.__version__, 'start on Westmere')"; then
+        echo "SKIPPED: this Python/NumPy does not start under qemu -cpu Westmere (see the stack above);" \
+             "the gncpu-under-Westmere Python checks cannot run here" >&2
+        exit 0
+    fi
+    py_on Westmere -c \
         "import gncpu; assert gncpu.isa() == 'scalar', gncpu.isa(); print('isa:', gncpu.isa(), gncpu.supported_isas())"
-    quiet qemu-x86_64 -cpu Haswell "$python" -c \
+    py_on Haswell -c \
         "import gncpu; assert gncpu.isa() == 'avx2', gncpu.isa(); print('isa:', gncpu.isa(), gncpu.supported_isas())"
-    quiet qemu-x86_64 -cpu Westmere "$python" -m pytest "$root/tests/test_oracle.py" \
+    py_on Westmere -m pytest "$root/tests/test_oracle.py" \
         "$root/tests/test_bad_input.py" -p no:cacheprovider -q -x \
         -k "not python_dash_m" -o addopts="--strict-markers --strict-config"
 fi
