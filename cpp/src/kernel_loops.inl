@@ -7,10 +7,10 @@
 //   store where the ISA has none), add(V, V), sub(V, V), mul_add(a, b, c) = a*b + c,
 // and a function fence_streams() that orders streaming stores.  F32 also
 // provides, for the fused activations: mul, div, max, min (x86 semantics: the
-// second operand when either is NaN), round (to nearest) and pow2 (2^n for
-// integral n); and, for 16-bit storage, load_half/store_half (IEEE binary16)
-// and load_bf16/store_bf16 (bfloat16), converting width values to/from float
-// (round to nearest even).
+// second operand when either is NaN), neg_mul_sub(a, b, c) = -(a*b) - c and
+// pow2_biased (2^n from n + 1.5 * 2^23 + 127, see exp_neg_f32); and, for
+// 16-bit storage, load_half/store_half (IEEE binary16) and load_bf16/store_bf16
+// (bfloat16), converting width values to/from float (round to nearest even).
 //
 // The loops are written over a *storage* policy S: how values are held in
 // memory (S::Stored) and the lanes they are computed in (S::Lanes).  float32
