@@ -34,6 +34,8 @@ BASE_SOURCES = [
     f"{CPP_SRC}/group_norm.cpp",
     f"{CPP_SRC}/kernel_scalar.cpp",
 ]
+# What every kernel object includes (kernel_scalar.cpp is a base source).
+KERNEL_HEADERS = [f"{CPP_SRC}/kernel_loops.inl", f"{CPP_SRC}/kernel_table.h"]
 
 # Per-ISA kernels: (name, source, gcc/clang flags, MSVC flags).
 X86_KERNELS = [
@@ -161,11 +163,15 @@ class BuildExt(build_ext):
                     output_dir=self.build_temp,
                     include_dirs=ext.include_dirs,
                     extra_postargs=common + flags,
-                    depends=[f"{CPP_SRC}/kernel_loops.inl", f"{CPP_SRC}/kernel_table.h"],
+                    depends=KERNEL_HEADERS,
                 )
                 ext.define_macros.append((f"GNCPU_HAVE_{name.upper()}", "1"))
                 self.gncpu_build_info["isas"].append(name)
             ext.extra_objects = list(ext.extra_objects or []) + isa_objects
+            # setuptools relinks only when a source or a dependency is newer
+            # than the extension: without these, an edited kernel recompiles
+            # its object and the old one stays linked in.
+            ext.depends = list(ext.depends or []) + isa_objects + KERNEL_HEADERS
             ext.extra_compile_args = common + omp_compile
             ext.extra_link_args = list(ext.extra_link_args or []) + omp_link
             if not msvc and env_flag("GNCPU_SANITIZE"):
