@@ -230,3 +230,21 @@ def test_adversarial_layouts(isa, schedule, rng, case):
     groups = 32 if x.shape[1] == 64 else 2
     y = gncpu.group_norm(x, groups)
     assert max_error(y, reference.group_norm(x, groups)) <= 1e-5
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+@pytest.mark.parametrize("activation", [None, "silu"])
+def test_output_at_every_offset_from_a_cache_line(rng, isa, schedule, dtype, activation):
+    # The kernels write a row's head with a partial vector up to the first
+    # vector-aligned output address; wherever that cut falls, each value must
+    # be the one an aligned output gets.  Rows of 153 elements are long enough
+    # to be cut on every ISA.
+    x = random_input(rng, (2, 8, 9, 17), dtype=dtype)
+    expected = gncpu.group_norm(x, 4, activation=activation)
+    raw = np.zeros(x.nbytes + 128, dtype=np.uint8)
+    base = (-raw.ctypes.data) % 64
+    for offset in range(0, 64, x.itemsize):
+        start = base + offset
+        out = raw[start:start + x.nbytes].view(dtype).reshape(x.shape)
+        assert gncpu.group_norm(x, 4, out=out, activation=activation) is out
+        np.testing.assert_array_equal(out, expected, err_msg=f"output {offset} bytes past a line")
