@@ -28,15 +28,16 @@ struct F32 {
     static V load_half(const uint16_t* p) {
         return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
     }
-    static void store_half(uint16_t* p, V v) {
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(p),
-                         _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    static __m128i to_half(V v) {
+        return _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     }
+    static void store_half(uint16_t* p, V v) { store16(p, to_half(v)); }
+    static void stream_half(uint16_t* p, V v) { stream16(p, to_half(v)); }
     static V load_bf16(const uint16_t* p) {
         const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
         return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
     }
-    static void store_bf16(uint16_t* p, V v) {
+    static __m128i to_bf16(V v) {
         const __m256i bits = _mm256_castps_si256(v);
         const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(1));
         __m256i rounded = _mm256_add_epi32(bits, _mm256_add_epi32(_mm256_set1_epi32(0x7fff), lsb));
@@ -47,7 +48,13 @@ struct F32 {
         const __m256i high = _mm256_srli_epi32(rounded, 16);
         // packus works within 128-bit halves: pack, then gather the two halves.
         const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(high, high), 0x08);
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm256_castsi256_si128(packed));
+        return _mm256_castsi256_si128(packed);
+    }
+    static void store_bf16(uint16_t* p, V v) { store16(p, to_bf16(v)); }
+    static void stream_bf16(uint16_t* p, V v) { stream16(p, to_bf16(v)); }
+    static void store16(uint16_t* p, __m128i h) { _mm_storeu_si128(reinterpret_cast<__m128i*>(p), h); }
+    static void stream16(uint16_t* p, __m128i h) {  // p 16-byte aligned
+        _mm_stream_si128(reinterpret_cast<__m128i*>(p), h);
     }
     static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
     static V div(V a, V b) { return _mm256_div_ps(a, b); }

@@ -33,22 +33,30 @@ struct F32 {
     static V load_half(const uint16_t* p) {
         return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
     }
-    static void store_half(uint16_t* p, V v) {
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(p),
-                            _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    static __m256i to_half(V v) {
+        return _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     }
+    static void store_half(uint16_t* p, V v) { store16(p, to_half(v)); }
+    static void stream_half(uint16_t* p, V v) { stream16(p, to_half(v)); }
     static V load_bf16(const uint16_t* p) {
         const __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
         return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
     }
-    static void store_bf16(uint16_t* p, V v) {
+    static __m256i to_bf16(V v) {
         const __m512i bits = _mm512_castps_si512(v);
         const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
         __m512i rounded = _mm512_add_epi32(bits, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), lsb));
         const __mmask16 is_nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
         rounded = _mm512_mask_or_epi32(rounded, is_nan, bits, _mm512_set1_epi32(0x00400000));
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(p),
-                            _mm512_cvtepi32_epi16(_mm512_srli_epi32(rounded, 16)));
+        return _mm512_cvtepi32_epi16(_mm512_srli_epi32(rounded, 16));
+    }
+    static void store_bf16(uint16_t* p, V v) { store16(p, to_bf16(v)); }
+    static void stream_bf16(uint16_t* p, V v) { stream16(p, to_bf16(v)); }
+    static void store16(uint16_t* p, __m256i h) {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), h);
+    }
+    static void stream16(uint16_t* p, __m256i h) {  // p 32-byte aligned
+        _mm256_stream_si256(reinterpret_cast<__m256i*>(p), h);
     }
     static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
     static V div(V a, V b) { return _mm512_div_ps(a, b); }

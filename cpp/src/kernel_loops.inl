@@ -10,7 +10,9 @@
 // second operand when either is NaN), neg_mul_sub(a, b, c) = -(a*b) - c and
 // pow2_biased (2^n from n + 1.5 * 2^23 + 127, see exp_neg_f32); and, for
 // 16-bit storage, load_half/store_half (IEEE binary16) and load_bf16/store_bf16
-// (bfloat16), converting width values to/from float (round to nearest even).
+// (bfloat16), converting width values to/from float (round to nearest even),
+// and stream_half/stream_bf16, their non-temporal stores (16-bit-vector
+// aligned; a plain store where the ISA has none).
 //
 // The loops are written over a *storage* policy S: how values are held in
 // memory (S::Stored) and the lanes they are computed in (S::Lanes).  float32
@@ -96,7 +98,7 @@ struct HalfStorage {
     using Lanes = L;
     static typename L::V load(const Stored* p) { return L::load_half(p); }
     static void store(Stored* p, typename L::V v) { L::store_half(p, v); }
-    static void stream(Stored* p, typename L::V v) { L::store_half(p, v); }
+    static void stream(Stored* p, typename L::V v) { L::stream_half(p, v); }
     static float to_compute(Stored v) { return half_bits_to_float(v); }
 };
 
@@ -107,7 +109,7 @@ struct BFloat16Storage {
     using Lanes = L;
     static typename L::V load(const Stored* p) { return L::load_bf16(p); }
     static void store(Stored* p, typename L::V v) { L::store_bf16(p, v); }
-    static void stream(Stored* p, typename L::V v) { L::store_bf16(p, v); }
+    static void stream(Stored* p, typename L::V v) { L::stream_bf16(p, v); }
     static float to_compute(Stored v) { return bf16_bits_to_float(v); }
 };
 

@@ -28,6 +28,7 @@ struct F32 {
         return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p)));
     }
     static void store_half(uint16_t* p, V v) { vst1_u16(p, vreinterpret_u16_f16(vcvt_f16_f32(v))); }
+    static void stream_half(uint16_t* p, V v) { store_half(p, v); }
     static V load_bf16(const uint16_t* p) {
         return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(p), 16));
     }
@@ -39,6 +40,7 @@ struct F32 {
         const uint32x4_t is_number = vceqq_f32(v, v);
         vst1_u16(p, vshrn_n_u32(vbslq_u32(is_number, rounded, quiet_nan), 16));
     }
+    static void stream_bf16(uint16_t* p, V v) { store_bf16(p, v); }
     static V mul(V a, V b) { return vmulq_f32(a, b); }
     static V div(V a, V b) { return vdivq_f32(a, b); }
     // x86 semantics (the second operand when either is NaN), so every ISA
