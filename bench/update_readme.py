@@ -1,9 +1,13 @@
-"""Regenerate the README's benchmark table from bench/run.py's JSON.
+"""Regenerate the README's benchmark tables from bench/run.py's JSON.
 
-    python bench/run.py --json bench/results/latest.json
-    python bench/update_readme.py bench/results/latest.json
+    python bench/run.py --threads 1,2 --json bench/results/latest.json
+    python bench/run.py --threads 1,2 --dtype bfloat16 --json bench/results/latest-bfloat16.json
+    python bench/update_readme.py bench/results/latest.json [bench/results/latest-*.json ...]
 
-Replaces the lines between the two markers in README.md.
+The first file (float32, NCHW, no activation) fills the main table; each
+further file (another dtype, --channels-last or --activation) adds a compact
+table to the inference-paths section.  Replaces the lines between the markers
+in README.md.
 """
 
 import json
@@ -12,6 +16,8 @@ from pathlib import Path
 
 START = "<!-- bench-table-start -->"
 END = "<!-- bench-table-end -->"
+VARIANTS_START = "<!-- bench-variants-start -->"
+VARIANTS_END = "<!-- bench-variants-end -->"
 PEERS = ["torch", "onnxruntime", "openvino", "numpy"]
 TITLES = {"torch": "PyTorch", "onnxruntime": "ONNX Runtime", "openvino": "OpenVINO",
           "numpy": "NumPy"}
@@ -64,18 +70,87 @@ def render(data):
     return out
 
 
+def variant_title(data):
+    parts = []
+    if data.get("channels_last"):
+        parts.append("channels-last (NHWC)")
+    parts.append(data["dtype"])
+    if data.get("activation"):
+        parts.append(f"GroupNorm + {data['activation']} fused (peers: GroupNorm, then "
+                     f"{data['activation']})")
+    return ", ".join(parts)
+
+
+def variant_table(data):
+    """One row per shape: gncpu and PyTorch in x copy, and gncpu's speed-up
+    over the fastest peer, for each thread count."""
+    rows = data["rows"]
+    all_threads = sorted({r["threads"] for r in rows})
+    peers = [p for p in PEERS if any(r["impl"] == p for r in rows)]
+    head = ["shape"]
+    for t in all_threads:
+        head += [f"{t}T gncpu", f"{t}T PyTorch", f"{t}T vs fastest peer"]
+    head += ["gncpu max error", "PyTorch max error"]
+    lines = [f"**{variant_title(data)}**", "", "| " + " | ".join(head) + " |",
+             "|" + "---|" * len(head)]
+    for shape in dict.fromkeys(r["shape"] for r in rows):
+        cells = [shape]
+        errors = {}
+        for t in all_threads:
+            by_impl = {r["impl"]: r for r in rows if r["shape"] == shape and r["threads"] == t}
+            mine, torch = by_impl.get("gncpu"), by_impl.get("torch")
+            tiny = mine is not None and mine["seconds"] < 1e-4 and shape.lower().startswith("tiny")
+            for r in (mine, torch):
+                if r is None:
+                    cells.append("–")
+                else:
+                    cells.append(f"{r['seconds'] * 1e6:.1f} µs" if tiny else f"{r['x_copy']:.2f}×")
+            peer_times = [by_impl[p]["seconds"] for p in peers if p in by_impl]
+            cells.append(f"**{min(peer_times) / mine['seconds']:.1f}×**"
+                         if peer_times and mine else "–")
+            for impl in ("gncpu", "torch"):
+                err = by_impl.get(impl, {}).get("max_error")
+                if err is not None:
+                    errors[impl] = max(errors.get(impl, 0.0), err)
+        cells += [f"{errors[i]:.0e}" if i in errors else "–" for i in ("gncpu", "torch")]
+        lines.append("| " + " | ".join(cells) + " |")
+    for t in all_threads:
+        s = data["summary"].get(str(t))
+        if s:
+            lines += ["", f"{t} thread{'s' if t > 1 else ''}: geometric-mean speed-up over "
+                          f"the fastest peer **{s['geomean_speedup_over_fastest_peer']:.1f}×** "
+                          f"(worst shape {s['min_speedup_over_fastest_peer']:.1f}×)."]
+    return lines
+
+
+def render_variants(datasets):
+    m = datasets[0]["machine"]
+    out = [f"Measured by `bench/run.py` on {m['cpu']} ({m['cores']} CPUs), ISA `{m['isa']}`; "
+           "time ÷ a multithreaded copy of the same bytes (µs for the tiny shape). Peers that "
+           "lack a path are left out of it (a dash)."]
+    for data in datasets:
+        out += [""] + variant_table(data)
+    return out
+
+
+def replace_between(text, start, end, lines):
+    if start not in text or end not in text:
+        sys.exit(f"README.md lacks the markers {start} / {end}")
+    before, rest = text.split(start, 1)
+    _, after = rest.split(end, 1)
+    return before + start + "\n" + "\n".join(lines) + "\n" + end + after
+
+
 def main(argv):
-    if len(argv) != 2:
+    if len(argv) < 2:
         sys.exit(__doc__)
-    data = json.loads(Path(argv[1]).read_text())
+    datasets = [json.loads(Path(a).read_text()) for a in argv[1:]]
     readme = Path(__file__).resolve().parent.parent / "README.md"
-    text = readme.read_text()
-    if START not in text or END not in text:
-        sys.exit(f"README.md lacks the markers {START} / {END}")
-    before, rest = text.split(START, 1)
-    _, after = rest.split(END, 1)
-    readme.write_text(before + START + "\n" + "\n".join(render(data)) + "\n" + END + after)
-    print(f"README.md table updated from {argv[1]}")
+    text = replace_between(readme.read_text(), START, END, render(datasets[0]))
+    if len(datasets) > 1:
+        text = replace_between(text, VARIANTS_START, VARIANTS_END, render_variants(datasets[1:]))
+    readme.write_text(text)
+    print(f"README.md tables updated from {', '.join(argv[1:])}")
 
 
 if __name__ == "__main__":
