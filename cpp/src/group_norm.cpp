@@ -427,7 +427,8 @@ struct NhwcScratch {
     void resize(int64_t channels) {
         const size_t n = static_cast<size_t>(channels);
         if (center.size() >= n) return;
-        center.resize(n), example_center.resize(n), scale.resize(n), offset.resize(n);
+        const size_t padded = n + static_cast<size_t>(kNhwcParamPad);  // see NhwcNormalize
+        center.resize(n), example_center.resize(padded), scale.resize(padded), offset.resize(padded);
         dev.resize(n), sq.resize(n), mean.resize(n), m2.resize(n);
     }
 };
@@ -489,6 +490,11 @@ void nhwc_prepare_example(const NhwcProblem<S, C>& p, int64_t example,
             w.scale[c] = static_cast<C>(a);
             w.offset[c] = static_cast<C>(b - residual * a);
         }
+    }
+    for (int64_t i = p.channels; i < p.channels + kNhwcParamPad; ++i) {  // wrap around
+        w.example_center[i] = w.example_center[i % p.channels];
+        w.scale[i] = w.scale[i % p.channels];
+        w.offset[i] = w.offset[i % p.channels];
     }
 }
 

@@ -20,6 +20,9 @@ struct BlockMoments {
 
 // None, SiLU, ReLU, GELU: the values of gncpu_activation.
 constexpr int kActivationCount = 4;
+// Widest vector of any kernel, in elements: the channels-last parameter arrays
+// carry this many wrapped-around entries past the last channel.
+constexpr int64_t kNhwcParamPad = 16;
 
 // Kernels for values held as Stored (float, double, or the 16 bits of a
 // float16/bfloat16) and computed as Compute (float or double).
@@ -49,7 +52,10 @@ struct KernelsFor {
     void (*nhwc_channel_sums)(const Stored* x, int64_t rows, int64_t channels,
                               const Compute* center, Compute* center_used, double* dev,
                               double* sq);
-    // Channels-last normalisation with per-channel center, scale and offset.
+    // Channels-last normalisation with per-channel center, scale and offset,
+    // each holding channels + kNhwcParamPad entries, entry i for channel
+    // i % channels: the kernel walks rows * channels values as one run, and a
+    // vector that crosses a row's end reads its parameters past `channels`.
     using NhwcNormalize = void (*)(const Stored* x, Stored* y, int64_t rows, int64_t channels,
                                    const Compute* center, const Compute* scale,
                                    const Compute* offset);
