@@ -110,3 +110,26 @@ def test_module_channels_last(rng):
     with pytest.raises(TypeError):
         gncpu.GroupNorm(4, 8, channels_last=1)
     assert "channels_last=True" in repr(layer)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+@pytest.mark.parametrize("channels,groups", [(4, 2), (20, 5), (48, 8)])
+def test_output_at_every_offset_from_a_cache_line(isa, schedule, rng, dtype, channels, groups):
+    # The kernel walks rows x channels as one run from the first vector-aligned
+    # output, with parameters that wrap around at the last channel: wherever
+    # the run is cut, each value must be the one an aligned output gets, with
+    # fewer channels than a vector (4), a ragged count (20) and several (48).
+    x = random_input(rng, (2, 13, 7, channels), dtype=dtype)
+    weight, bias = random_affine(rng, channels)
+    expected = gncpu.group_norm(x, groups, weight, bias, channels_last=True, activation="silu")
+    oracle = nhwc_oracle(x.astype(np.float64), groups, weight, bias)
+    assert max_error(expected, oracle / (1 + np.exp(-oracle))) <= {
+        np.float32: 1e-5, np.float64: 1e-12, np.float16: 1e-2}[dtype]
+    raw = np.zeros(x.nbytes + 128, dtype=np.uint8)
+    base = (-raw.ctypes.data) % 64
+    for offset in range(0, 64, x.itemsize):
+        out = raw[base + offset:base + offset + x.nbytes].view(dtype).reshape(x.shape)
+        y = gncpu.group_norm(x, groups, weight, bias, out=out, channels_last=True,
+                             activation="silu")
+        assert y is out
+        np.testing.assert_array_equal(out, expected, err_msg=f"output {offset} bytes past a line")
