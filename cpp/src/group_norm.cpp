@@ -563,7 +563,10 @@ gncpu_status group_norm_nhwc(const KernelsFor<S, C>& k, const S* x, S* y, int64_
     p.rows_per_block = kNhwcBlockElements / channels;
     if (p.rows_per_block < 1) p.rows_per_block = 1;
     p.blocks_per_example = (spatial + p.rows_per_block - 1) / p.rows_per_block;
-    p.normalize = k.nhwc_normalize[activation];
+    const int64_t total_bytes = batch * channels * spatial * static_cast<int64_t>(sizeof(S));
+    p.normalize = 2 * total_bytes > streaming_threshold_bytes()
+                      ? k.nhwc_normalize_streaming[activation]
+                      : k.nhwc_normalize[activation];
     p.mean_out = mean_out;
     p.rstd_out = rstd_out;
 

@@ -440,6 +440,45 @@ void nhwc_channel_sums(const typename S::Stored* x, int64_t rows, int64_t channe
     }
 }
 
+// The body of nhwc_normalize from value e (channel c) to the end: kStream
+// writes with non-temporal stores, which need y + e vector-aligned.
+template <class S, int kAct, bool kStream>
+void nhwc_normalize_run(const typename S::Stored* x, typename S::Stored* y, int64_t e,
+                        int64_t total, int64_t c, int64_t channels,
+                        const typename S::Lanes::T* center, const typename S::Lanes::T* scale,
+                        const typename S::Lanes::T* offset) {
+    using L = typename S::Lanes;
+    using V = typename L::V;
+    constexpr int64_t W = L::width;
+    const auto put = [](typename S::Stored* p, V v) {
+        if (kStream) S::stream(p, v); else S::store(p, v);
+    };
+    const auto next_channel = [channels](int64_t ch) {
+        ch += W;
+        while (ch >= channels) ch -= channels;
+        return ch;
+    };
+    for (; e + 2 * W <= total; e += 2 * W) {
+        const int64_t c1 = next_channel(c);
+        const V x0 = S::load(x + e), x1 = S::load(x + e + W);
+        put(y + e, normalize_lanes<L, kAct>(x0, L::load(center + c), L::load(scale + c),
+                                            L::load(offset + c)));
+        put(y + e + W, normalize_lanes<L, kAct>(x1, L::load(center + c1), L::load(scale + c1),
+                                                L::load(offset + c1)));
+        c = next_channel(c1);
+    }
+    for (; e + W <= total; e += W, c = next_channel(c)) {
+        put(y + e, normalize_lanes<L, kAct>(S::load(x + e), L::load(center + c),
+                                            L::load(scale + c), L::load(offset + c)));
+    }
+    if (e < total) {
+        store_partial<S>(y + e, normalize_lanes<L, kAct>(load_partial<S>(x + e, total - e),
+                                                         L::load(center + c), L::load(scale + c),
+                                                         L::load(offset + c)),
+                         total - e);
+    }
+}
+
 // y = act((x - center[c]) * scale[c] + offset[c]) over rows of `channels`
 // values, walked as one run of rows * channels values whose channel index c
 // wraps at `channels`: the parameter arrays repeat their first entries past
@@ -447,24 +486,19 @@ void nhwc_channel_sums(const typename S::Stored* x, int64_t rows, int64_t channe
 // no special case, and the per-channel arrays stay in L1.  The run starts with
 // a partial vector up to the first vector-aligned y, so every other store is
 // aligned: a misaligned 64-byte store splits a cache line each time (2.7x
-// slower on a Xeon with AVX-512 for an out= buffer from np.empty).
-template <class S, int kAct>
+// slower on a Xeon with AVX-512 for an out= buffer from np.empty).  kStream:
+// non-temporal stores, for outputs that cannot stay cached.
+template <class S, bool kStream, int kAct>
 void nhwc_normalize(const typename S::Stored* x, typename S::Stored* y, int64_t rows,
                     int64_t channels, const typename S::Lanes::T* center,
                     const typename S::Lanes::T* scale, const typename S::Lanes::T* offset) {
     using L = typename S::Lanes;
     using Stored = typename S::Stored;
-    using V = typename L::V;
     constexpr int64_t W = L::width;
     constexpr uintptr_t kAlign = sizeof(Stored) * W;
     static_assert(W <= kNhwcParamPad, "parameter arrays are padded for the widest vector");
     const int64_t total = rows * channels;
     int64_t e = 0, c = 0;
-    const auto step = [&](int64_t n) {  // advance e and c by n <= W values
-        e += n;
-        c += n;
-        while (c >= channels) c -= channels;
-    };
     const uintptr_t misalign = reinterpret_cast<uintptr_t>(y) % kAlign;
     if (misalign != 0 && misalign % sizeof(Stored) == 0) {
         int64_t head = static_cast<int64_t>((kAlign - misalign) / sizeof(Stored));
@@ -472,28 +506,14 @@ void nhwc_normalize(const typename S::Stored* x, typename S::Stored* y, int64_t 
         store_partial<S>(y, normalize_lanes<L, kAct>(load_partial<S>(x, head), L::load(center),
                                                      L::load(scale), L::load(offset)),
                          head);
-        step(head);
+        e = head;
+        c = head % channels;
     }
-    for (; e + 2 * W <= total;) {
-        const V k0 = L::load(center + c), a0 = L::load(scale + c), b0 = L::load(offset + c);
-        const V x0 = S::load(x + e);
-        const int64_t e0 = e;
-        step(W);
-        const V k1 = L::load(center + c), a1 = L::load(scale + c), b1 = L::load(offset + c);
-        const V x1 = S::load(x + e);
-        S::store(y + e0, normalize_lanes<L, kAct>(x0, k0, a0, b0));
-        S::store(y + e, normalize_lanes<L, kAct>(x1, k1, a1, b1));
-        step(W);
-    }
-    for (; e + W <= total; step(W)) {
-        S::store(y + e, normalize_lanes<L, kAct>(S::load(x + e), L::load(center + c),
-                                                 L::load(scale + c), L::load(offset + c)));
-    }
-    if (e < total) {
-        store_partial<S>(y + e, normalize_lanes<L, kAct>(load_partial<S>(x + e, total - e),
-                                                         L::load(center + c), L::load(scale + c),
-                                                         L::load(offset + c)),
-                         total - e);
+    if (kStream && reinterpret_cast<uintptr_t>(y + e) % kAlign == 0) {
+        nhwc_normalize_run<S, kAct, true>(x, y, e, total, c, channels, center, scale, offset);
+        fence_streams();
+    } else {
+        nhwc_normalize_run<S, kAct, false>(x, y, e, total, c, channels, center, scale, offset);
     }
 }
 
@@ -505,18 +525,19 @@ void nhwc_normalize(const typename S::Stored* x, typename S::Stored* y, int64_t 
             &ns::normalize_rows<ns::storage, stream, ns::kRelu>,                        \
             &ns::normalize_rows<ns::storage, stream, ns::kGelu>                         \
     }
-#define GNCPU_NHWC_NORMALIZERS(ns, storage)                                             \
+#define GNCPU_NHWC_NORMALIZERS(ns, storage, stream)                                     \
     {                                                                                   \
-        &ns::nhwc_normalize<ns::storage, ns::kIdentity>,                                \
-            &ns::nhwc_normalize<ns::storage, ns::kSilu>,                                \
-            &ns::nhwc_normalize<ns::storage, ns::kRelu>,                                \
-            &ns::nhwc_normalize<ns::storage, ns::kGelu>                                 \
+        &ns::nhwc_normalize<ns::storage, stream, ns::kIdentity>,                        \
+            &ns::nhwc_normalize<ns::storage, stream, ns::kSilu>,                        \
+            &ns::nhwc_normalize<ns::storage, stream, ns::kRelu>,                        \
+            &ns::nhwc_normalize<ns::storage, stream, ns::kGelu>                         \
     }
 #define GNCPU_KERNELS(ns, storage)                                                      \
     {                                                                                   \
         &ns::block_moments<ns::storage>, GNCPU_NORMALIZERS(ns, storage, false),         \
             GNCPU_NORMALIZERS(ns, storage, true), &ns::nhwc_channel_sums<ns::storage>,  \
-            GNCPU_NHWC_NORMALIZERS(ns, storage)                                         \
+            GNCPU_NHWC_NORMALIZERS(ns, storage, false),                                 \
+            GNCPU_NHWC_NORMALIZERS(ns, storage, true)                                   \
     }
 #define GNCPU_KERNEL_TABLE_INIT(ns, isa_name)                                           \
     {                                                                                   \

@@ -60,6 +60,7 @@ struct KernelsFor {
                                    const Compute* center, const Compute* scale,
                                    const Compute* offset);
     NhwcNormalize nhwc_normalize[kActivationCount];
+    NhwcNormalize nhwc_normalize_streaming[kActivationCount];  // non-temporal stores
 };
 
 struct KernelTable {
