@@ -37,32 +37,21 @@ struct F32 {
         const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
         return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
     }
-    static __m256i bf16_rounded_bits(__m256i bits) {  // to nearest even, in the high half
+    static __m128i to_bf16(V v) {
+        const __m256i bits = _mm256_castps_si256(v);
         const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(1));
-        return _mm256_add_epi32(bits, _mm256_add_epi32(_mm256_set1_epi32(0x7fff), lsb));
-    }
-    static __m128i bf16_high_halves(__m256i rounded) {
+        __m256i rounded = _mm256_add_epi32(bits, _mm256_add_epi32(_mm256_set1_epi32(0x7fff), lsb));
+        const __m256i quiet_nan = _mm256_or_si256(bits, _mm256_set1_epi32(0x00400000));
+        const __m256 is_nan = _mm256_cmp_ps(v, v, _CMP_UNORD_Q);
+        rounded = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(rounded),
+                                                       _mm256_castsi256_ps(quiet_nan), is_nan));
         const __m256i high = _mm256_srli_epi32(rounded, 16);
         // packus works within 128-bit halves: pack, then gather the two halves.
         const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(high, high), 0x08);
         return _mm256_castsi256_si128(packed);
     }
-    static __m128i to_bf16_nan_free(V v) {
-        return bf16_high_halves(bf16_rounded_bits(_mm256_castps_si256(v)));
-    }
-    static __m128i to_bf16(V v) {
-        const __m256i bits = _mm256_castps_si256(v);
-        __m256i rounded = bf16_rounded_bits(bits);
-        const __m256i quiet_nan = _mm256_or_si256(bits, _mm256_set1_epi32(0x00400000));
-        const __m256 is_nan = _mm256_cmp_ps(v, v, _CMP_UNORD_Q);
-        rounded = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(rounded),
-                                                       _mm256_castsi256_ps(quiet_nan), is_nan));
-        return bf16_high_halves(rounded);
-    }
     static void store_bf16(uint16_t* p, V v) { store16(p, to_bf16(v)); }
     static void stream_bf16(uint16_t* p, V v) { stream16(p, to_bf16(v)); }
-    static void store_bf16_nan_free(uint16_t* p, V v) { store16(p, to_bf16_nan_free(v)); }
-    static void stream_bf16_nan_free(uint16_t* p, V v) { stream16(p, to_bf16_nan_free(v)); }
     static void store16(uint16_t* p, __m128i h) { _mm_storeu_si128(reinterpret_cast<__m128i*>(p), h); }
     static void stream16(uint16_t* p, __m128i h) {  // p 16-byte aligned
         _mm_stream_si128(reinterpret_cast<__m128i*>(p), h);

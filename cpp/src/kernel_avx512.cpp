@@ -44,24 +44,16 @@ struct F32 {
         const __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
         return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
     }
-    static __m512i bf16_rounded_bits(__m512i bits) {  // to nearest even, in the high half
-        const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
-        return _mm512_add_epi32(bits, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), lsb));
-    }
     static __m256i to_bf16(V v) {
         const __m512i bits = _mm512_castps_si512(v);
+        const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
+        __m512i rounded = _mm512_add_epi32(bits, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), lsb));
         const __mmask16 is_nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
-        const __m512i rounded = _mm512_mask_or_epi32(bf16_rounded_bits(bits), is_nan, bits,
-                                                     _mm512_set1_epi32(0x00400000));
+        rounded = _mm512_mask_or_epi32(rounded, is_nan, bits, _mm512_set1_epi32(0x00400000));
         return _mm512_cvtepi32_epi16(_mm512_srli_epi32(rounded, 16));
-    }
-    static __m256i to_bf16_nan_free(V v) {
-        return _mm512_cvtepi32_epi16(_mm512_srli_epi32(bf16_rounded_bits(_mm512_castps_si512(v)), 16));
     }
     static void store_bf16(uint16_t* p, V v) { store16(p, to_bf16(v)); }
     static void stream_bf16(uint16_t* p, V v) { stream16(p, to_bf16(v)); }
-    static void store_bf16_nan_free(uint16_t* p, V v) { store16(p, to_bf16_nan_free(v)); }
-    static void stream_bf16_nan_free(uint16_t* p, V v) { stream16(p, to_bf16_nan_free(v)); }
     static void store16(uint16_t* p, __m256i h) {
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), h);
     }

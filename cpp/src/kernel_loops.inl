@@ -12,8 +12,7 @@
 // 16-bit storage, load_half/store_half (IEEE binary16) and load_bf16/store_bf16
 // (bfloat16), converting width values to/from float (round to nearest even),
 // and stream_half/stream_bf16, their non-temporal stores (16-bit-vector
-// aligned; a plain store where the ISA has none); store_bf16_nan_free and
-// stream_bf16_nan_free may skip store_bf16's NaN care (see BFloat16Storage).
+// aligned; a plain store where the ISA has none).
 //
 // The loops are written over a *storage* policy S: how values are held in
 // memory (S::Stored) and the lanes they are computed in (S::Lanes).  float32
@@ -90,7 +89,6 @@ struct NativeStorage {
     static void store(Stored* p, typename L::V v) { L::store(p, v); }
     static void stream(Stored* p, typename L::V v) { L::stream(p, v); }
     static typename L::T to_compute(Stored v) { return v; }
-    using NanFree = NativeStorage;  // see BFloat16Storage
 };
 
 // IEEE float16 held in 16 bits, computed in float32 lanes.
@@ -102,7 +100,6 @@ struct HalfStorage {
     static void store(Stored* p, typename L::V v) { L::store_half(p, v); }
     static void stream(Stored* p, typename L::V v) { L::stream_half(p, v); }
     static float to_compute(Stored v) { return half_bits_to_float(v); }
-    using NanFree = HalfStorage;
 };
 
 // bfloat16 held in 16 bits, computed in float32 lanes.
@@ -114,20 +111,7 @@ struct BFloat16Storage {
     static void store(Stored* p, typename L::V v) { L::store_bf16(p, v); }
     static void stream(Stored* p, typename L::V v) { L::stream_bf16(p, v); }
     static float to_compute(Stored v) { return bf16_bits_to_float(v); }
-    struct NanFree;
 };
-
-// The same storage for rows whose outputs hold no NaN with a payload: the
-// rounding add of store_bf16 can carry a payload NaN into the sign bit, and
-// catching that costs a compare per vector (on AVX-512, a third of the
-// normalize time in cache).  Arithmetic only makes the default NaN, which
-// rounds fine; a payload NaN in x makes its group's mean NaN, so rows whose
-// center, scale and offset are numbers cannot see one.
-template <class L>
-struct BFloat16Storage<L>::NanFree : BFloat16Storage<L> {
-    static void store(uint16_t* p, typename L::V v) { L::store_bf16_nan_free(p, v); }
-    static void stream(uint16_t* p, typename L::V v) { L::stream_bf16_nan_free(p, v); }
-};  // its NanFree (the injected class name) is itself
 
 using F32Storage = NativeStorage<F32>;
 using F64Storage = NativeStorage<F64>;
@@ -328,65 +312,51 @@ inline typename L::V normalize_lanes(typename L::V v, typename L::V center,
 // does the same lane arithmetic, so every element's value is the same either
 // way.
 template <class S, bool kStream, int kAct>
-void normalize_row(const typename S::Stored* xr, typename S::Stored* yr, int64_t row_len,
-                   typename S::Lanes::V center_v, typename S::Lanes::V scale_v,
-                   typename S::Lanes::V offset_v) {
+void normalize_rows(const typename S::Stored* x, typename S::Stored* y, int64_t rows,
+                    int64_t row_len, typename S::Lanes::T center,
+                    const typename S::Lanes::T* scale, const typename S::Lanes::T* offset) {
     using L = typename S::Lanes;
     using Stored = typename S::Stored;
     using V = typename L::V;
     constexpr int64_t W = L::width;
     constexpr uintptr_t kAlign = sizeof(Stored) * W;
-    int64_t i = 0;
-    const uintptr_t misalign = reinterpret_cast<uintptr_t>(yr) % kAlign;
-    // Short rows: a partial head would cost more than the split stores.
-    if ((kStream || row_len >= 4 * W) && misalign != 0 && misalign % sizeof(Stored) == 0) {
-        int64_t head = static_cast<int64_t>((kAlign - misalign) / sizeof(Stored));
-        if (head > row_len) head = row_len;
-        store_partial<S>(yr, normalize_lanes<L, kAct>(load_partial<S>(xr, head), center_v,
-                                                      scale_v, offset_v), head);
-        i = head;
-    }
-    if (kStream && reinterpret_cast<uintptr_t>(yr + i) % kAlign == 0) {
-        for (; i + W <= row_len; i += W) {
-            S::stream(yr + i, normalize_lanes<L, kAct>(S::load(xr + i), center_v,
-                                                       scale_v, offset_v));
-        }
-    }
-    for (; i + 4 * W <= row_len; i += 4 * W) {
-        const V x0 = S::load(xr + i), x1 = S::load(xr + i + W);
-        const V x2 = S::load(xr + i + 2 * W), x3 = S::load(xr + i + 3 * W);
-        S::store(yr + i, normalize_lanes<L, kAct>(x0, center_v, scale_v, offset_v));
-        S::store(yr + i + W, normalize_lanes<L, kAct>(x1, center_v, scale_v, offset_v));
-        S::store(yr + i + 2 * W, normalize_lanes<L, kAct>(x2, center_v, scale_v, offset_v));
-        S::store(yr + i + 3 * W, normalize_lanes<L, kAct>(x3, center_v, scale_v, offset_v));
-    }
-    for (; i + W <= row_len; i += W) {
-        S::store(yr + i, normalize_lanes<L, kAct>(S::load(xr + i), center_v, scale_v, offset_v));
-    }
-    if (i < row_len) {
-        const V v = load_partial<S>(xr + i, row_len - i);
-        store_partial<S>(yr + i, normalize_lanes<L, kAct>(v, center_v, scale_v, offset_v),
-                         row_len - i);
-    }
-}
-
-inline bool is_number(float v) { return v - v == 0.0f; }  // neither NaN nor infinite
-inline bool is_number(double v) { return v - v == 0.0; }
-
-template <class S, bool kStream, int kAct>
-void normalize_rows(const typename S::Stored* x, typename S::Stored* y, int64_t rows,
-                    int64_t row_len, typename S::Lanes::T center,
-                    const typename S::Lanes::T* scale, const typename S::Lanes::T* offset) {
-    using L = typename S::Lanes;
-    const typename L::V center_v = L::set1(center);
+    const V center_v = L::set1(center);
     for (int64_t r = 0; r < rows; ++r) {
-        const typename L::V scale_v = L::set1(scale[r]), offset_v = L::set1(offset[r]);
-        if (is_number(center) && is_number(scale[r]) && is_number(offset[r])) {
-            normalize_row<typename S::NanFree, kStream, kAct>(x + r * row_len, y + r * row_len,
-                                                              row_len, center_v, scale_v, offset_v);
-        } else {
-            normalize_row<S, kStream, kAct>(x + r * row_len, y + r * row_len, row_len, center_v,
-                                            scale_v, offset_v);
+        const Stored* xr = x + r * row_len;
+        Stored* yr = y + r * row_len;
+        const V scale_v = L::set1(scale[r]);
+        const V offset_v = L::set1(offset[r]);
+        int64_t i = 0;
+        const uintptr_t misalign = reinterpret_cast<uintptr_t>(yr) % kAlign;
+        // Short rows: a partial head would cost more than the split stores.
+        if ((kStream || row_len >= 4 * W) && misalign != 0 && misalign % sizeof(Stored) == 0) {
+            int64_t head = static_cast<int64_t>((kAlign - misalign) / sizeof(Stored));
+            if (head > row_len) head = row_len;
+            store_partial<S>(yr, normalize_lanes<L, kAct>(load_partial<S>(xr, head), center_v,
+                                                          scale_v, offset_v), head);
+            i = head;
+        }
+        if (kStream && reinterpret_cast<uintptr_t>(yr + i) % kAlign == 0) {
+            for (; i + W <= row_len; i += W) {
+                S::stream(yr + i, normalize_lanes<L, kAct>(S::load(xr + i), center_v,
+                                                           scale_v, offset_v));
+            }
+        }
+        for (; i + 4 * W <= row_len; i += 4 * W) {
+            const V x0 = S::load(xr + i), x1 = S::load(xr + i + W);
+            const V x2 = S::load(xr + i + 2 * W), x3 = S::load(xr + i + 3 * W);
+            S::store(yr + i, normalize_lanes<L, kAct>(x0, center_v, scale_v, offset_v));
+            S::store(yr + i + W, normalize_lanes<L, kAct>(x1, center_v, scale_v, offset_v));
+            S::store(yr + i + 2 * W, normalize_lanes<L, kAct>(x2, center_v, scale_v, offset_v));
+            S::store(yr + i + 3 * W, normalize_lanes<L, kAct>(x3, center_v, scale_v, offset_v));
+        }
+        for (; i + W <= row_len; i += W) {
+            S::store(yr + i, normalize_lanes<L, kAct>(S::load(xr + i), center_v, scale_v, offset_v));
+        }
+        if (i < row_len) {
+            const V v = load_partial<S>(xr + i, row_len - i);
+            store_partial<S>(yr + i, normalize_lanes<L, kAct>(v, center_v, scale_v, offset_v),
+                             row_len - i);
         }
     }
     if (kStream) fence_streams();

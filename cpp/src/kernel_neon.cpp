@@ -41,8 +41,6 @@ struct F32 {
         vst1_u16(p, vshrn_n_u32(vbslq_u32(is_number, rounded, quiet_nan), 16));
     }
     static void stream_bf16(uint16_t* p, V v) { store_bf16(p, v); }
-    static void store_bf16_nan_free(uint16_t* p, V v) { store_bf16(p, v); }
-    static void stream_bf16_nan_free(uint16_t* p, V v) { store_bf16(p, v); }
     static V mul(V a, V b) { return vmulq_f32(a, b); }
     static V div(V a, V b) { return vdivq_f32(a, b); }
     // x86 semantics (the second operand when either is NaN), so every ISA

@@ -79,8 +79,6 @@ struct PortableLanes {
     static void store_bf16(uint16_t* p, V v);
     static void stream_half(uint16_t* p, V v) { store_half(p, v); }
     static void stream_bf16(uint16_t* p, V v) { store_bf16(p, v); }
-    static void store_bf16_nan_free(uint16_t* p, V v) { store_bf16(p, v); }
-    static void stream_bf16_nan_free(uint16_t* p, V v) { store_bf16(p, v); }
     // 2^n from t = n + 0x1.8p23 + 127 (n integral in [-126, 127]): the low mantissa
     // bits of t hold n + 127, which the shift moves into the exponent field.
     static V pow2_biased(V t) {  // float lanes only
