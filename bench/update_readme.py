@@ -23,6 +23,29 @@ TITLES = {"torch": "PyTorch", "onnxruntime": "ONNX Runtime", "openvino": "OpenVI
           "numpy": "NumPy"}
 
 
+def time_cell(r, tiny):
+    """A row's time: µs for the tiny shape, otherwise x copy; a dash if absent."""
+    if r is None:
+        return "–"
+    return f"{r['seconds'] * 1e6:.1f} µs" if tiny else f"{r['x_copy']:.2f}×"
+
+
+def is_tiny(shape, r):
+    return r is not None and r["seconds"] < 1e-4 and shape.lower().startswith("tiny")
+
+
+def speedup_cell(by_impl, peers):
+    """gncpu's speed-up over the fastest peer that ran."""
+    peer_times = [by_impl[p]["seconds"] for p in peers if p in by_impl]
+    mine = by_impl.get("gncpu")
+    return f"**{min(peer_times) / mine['seconds']:.1f}×**" if peer_times and mine else "–"
+
+
+def summary_sentence(summary):
+    return (f"**{summary['geomean_speedup_over_fastest_peer']:.1f}×** (worst shape "
+            f"{summary['min_speedup_over_fastest_peer']:.1f}×).")
+
+
 def table(data, threads):
     rows = [r for r in data["rows"] if r["threads"] == threads]
     peers = [p for p in PEERS if any(r["impl"] == p for r in rows)]
@@ -37,15 +60,8 @@ def table(data, threads):
         cells = [f"{shape} ({dims})", str(first["groups"])]
         for impl in ["gncpu out=", "gncpu"] + peers:
             r = by_impl.get(impl)
-            if r is None:
-                cells.append("–")
-            elif first["dims"] and r["seconds"] < 1e-4 and shape.lower().startswith("tiny"):
-                cells.append(f"{r['seconds'] * 1e6:.1f} µs")
-            else:
-                cells.append(f"{r['x_copy']:.2f}×")
-        peer_times = [by_impl[p]["seconds"] for p in peers if p in by_impl]
-        mine = by_impl.get("gncpu")
-        cells.append(f"**{min(peer_times) / mine['seconds']:.1f}×**" if peer_times and mine else "–")
+            cells.append(time_cell(r, is_tiny(shape, r)))
+        cells.append(speedup_cell(by_impl, peers))
         for impl in ("gncpu", "torch"):
             err = by_impl.get(impl, {}).get("max_error")
             cells.append(f"{err:.0e}" if err is not None else "–")
@@ -64,9 +80,8 @@ def render(data):
         out += ["", f"**{threads} thread{'s' if threads > 1 else ''}**", ""] + table(data, threads)
         s = data["summary"].get(str(threads))
         if s:
-            out += ["", f"Geometric-mean speed-up over the fastest peer per shape: "
-                        f"**{s['geomean_speedup_over_fastest_peer']:.1f}×** (worst shape "
-                        f"{s['min_speedup_over_fastest_peer']:.1f}×)."]
+            out += ["", "Geometric-mean speed-up over the fastest peer per shape: "
+                        + summary_sentence(s)]
     return out
 
 
@@ -98,16 +113,9 @@ def variant_table(data):
         errors = {}
         for t in all_threads:
             by_impl = {r["impl"]: r for r in rows if r["shape"] == shape and r["threads"] == t}
-            mine, torch = by_impl.get("gncpu"), by_impl.get("torch")
-            tiny = mine is not None and mine["seconds"] < 1e-4 and shape.lower().startswith("tiny")
-            for r in (mine, torch):
-                if r is None:
-                    cells.append("–")
-                else:
-                    cells.append(f"{r['seconds'] * 1e6:.1f} µs" if tiny else f"{r['x_copy']:.2f}×")
-            peer_times = [by_impl[p]["seconds"] for p in peers if p in by_impl]
-            cells.append(f"**{min(peer_times) / mine['seconds']:.1f}×**"
-                         if peer_times and mine else "–")
+            tiny = is_tiny(shape, by_impl.get("gncpu"))
+            cells += [time_cell(by_impl.get(impl), tiny) for impl in ("gncpu", "torch")]
+            cells.append(speedup_cell(by_impl, peers))
             for impl in ("gncpu", "torch"):
                 err = by_impl.get(impl, {}).get("max_error")
                 if err is not None:
@@ -118,8 +126,7 @@ def variant_table(data):
         s = data["summary"].get(str(t))
         if s:
             lines += ["", f"{t} thread{'s' if t > 1 else ''}: geometric-mean speed-up over "
-                          f"the fastest peer **{s['geomean_speedup_over_fastest_peer']:.1f}×** "
-                          f"(worst shape {s['min_speedup_over_fastest_peer']:.1f}×)."]
+                          "the fastest peer " + summary_sentence(s)]
     return lines
 
 
