@@ -66,6 +66,12 @@ int64_t streaming_threshold_bytes() {
     return threshold;
 }
 
+// Whether an output of `elements` values of S is written with streaming stores.
+template <class S>
+bool streams_output(int64_t elements) {
+    return 2 * elements * static_cast<int64_t>(sizeof(S)) > streaming_threshold_bytes();
+}
+
 int64_t min_elements_per_thread() {
     const int64_t forced = g_min_elements_override.load(std::memory_order_relaxed);
     return forced > 0 ? forced : kDefaultMinElementsPerThread;
@@ -353,7 +359,7 @@ gncpu_status group_norm(const KernelsFor<S, C>& k, const S* x, S* y, int64_t bat
     p.total_groups = batch * num_groups;
     p.block_len = kBlockBytes / static_cast<int64_t>(sizeof(S));
     p.blocks_per_group = (p.group_size + p.block_len - 1) / p.block_len;
-    const bool streaming = 2 * total * static_cast<int64_t>(sizeof(S)) > streaming_threshold_bytes();
+    const bool streaming = streams_output<S>(total);
     p.normalize_rows = streaming ? k.normalize_rows_streaming[activation]
                                  : k.normalize_rows[activation];
     p.mean_out = mean_out;
@@ -563,8 +569,7 @@ gncpu_status group_norm_nhwc(const KernelsFor<S, C>& k, const S* x, S* y, int64_
     p.rows_per_block = kNhwcBlockElements / channels;
     if (p.rows_per_block < 1) p.rows_per_block = 1;
     p.blocks_per_example = (spatial + p.rows_per_block - 1) / p.rows_per_block;
-    const int64_t total_bytes = batch * channels * spatial * static_cast<int64_t>(sizeof(S));
-    p.normalize = 2 * total_bytes > streaming_threshold_bytes()
+    p.normalize = streams_output<S>(batch * channels * spatial)
                       ? k.nhwc_normalize_streaming[activation]
                       : k.nhwc_normalize[activation];
     p.mean_out = mean_out;
