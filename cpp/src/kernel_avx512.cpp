@@ -3,8 +3,11 @@
 // say the CPU and OS support the whole bundle.
 #if defined(__GNUC__) && !defined(__clang__)
 // GCC 12's AVX-512 intrinsics start from _mm512_undefined_*(), which trips
-// -Wmaybe-uninitialized wherever they are inlined (GCC bug 105593).
+// -Wmaybe-uninitialized wherever they are inlined (GCC bug 105593), and
+// -Wuninitialized where whole kernels inline into one function (the C++
+// kernel test's build).
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 #include <immintrin.h>
 #include <math.h>
