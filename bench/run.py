@@ -9,11 +9,17 @@ seeded data, median of --rounds samples, a pause between implementations so
 one library's spinning threads do not slow the next; the best median of
 --passes passes, since a noisy neighbour on a shared machine hits one pass),
 and its output is checked against the float64 oracle. Peers that are not installed
-are skipped with a note: PyTorch, ONNX Runtime, OpenVINO.
+are skipped with a note: PyTorch, ONNX Runtime, OpenVINO (their factories are in
+bench/peers.py).  --activation silu|relu|gelu makes gncpu fuse the activation
+and every peer apply it after GroupNorm.
 """
 
+from __future__ import annotations  # BenchConfig's "str | None" on Python 3.9
+
 import argparse
+import dataclasses
 import importlib.metadata
+import inspect
 import json
 import math
 import os
@@ -27,6 +33,9 @@ import gncpu
 from gncpu import reference
 from gncpu._core import _parallel_copy
 
+import peers  # bench/ is on sys.path when this file is run as a script
+from peers import Skip
+
 SUITE = [  # (name, shape, groups)
     ("SD U-Net 64", (1, 320, 64, 64), 32),
     ("SD U-Net 32", (2, 640, 32, 32), 32),
@@ -38,36 +47,66 @@ SUITE = [  # (name, shape, groups)
     ("CNN small batch", (8, 64, 56, 56), 8),
     ("tiny", (1, 32, 8, 8), 32),
 ]
-EPS = 1e-5
-ACTIVATION = None  # set by --activation: every implementation applies it
-CHANNELS_LAST = False  # set by --channels-last: x is (N, *spatial, C)
 
 
-class Skip(Exception):
-    """An implementation that cannot do this configuration (reported, not run)."""
+@dataclasses.dataclass(frozen=True)
+class BenchConfig:
+    """One run's settings, handed to every implementation factory and to
+    bench_shape.  Frozen: the thread sweep derives one per thread count with
+    dataclasses.replace instead of mutating shared state."""
+    dtype: np.dtype
+    activation: str | None = None  # fused by gncpu; each peer applies it after GroupNorm
+    channels_last: bool = False  # x held (N, *spatial, C)
+    eps: float = 1e-5
+    threads: int = 1
+    rounds: int = 15
+    passes: int = 2
+    only: frozenset | None = None  # implementations to run (copy always runs)
 
 
-def silu_numpy(v):
-    return v / (1.0 + np.exp(-v))
+# ------------------------------------------------------------- expected values
+# gncpu.reference.group_norm is gaining activation= (issue #10); until the
+# installed one has it, apply the activation here, in float64 as well.
+_REFERENCE_ACTIVATES = "activation" in inspect.signature(reference.group_norm).parameters
+_erf = np.vectorize(math.erf, otypes=[np.float64])
+_EXACT_ACTIVATIONS = {
+    "silu": lambda v: v / (1.0 + np.exp(-v)),
+    "relu": lambda v: np.maximum(v, 0.0),
+    "gelu": lambda v: 0.5 * v * (1.0 + _erf(v / math.sqrt(2.0))),
+}
+
+
+def expected_output(config, x, groups, weight, bias):
+    """The float64 answer for x (given NCHW), held in config's layout."""
+    x64 = x.astype(np.float64)
+    if _REFERENCE_ACTIVATES:
+        expected = reference.group_norm(x64, groups, weight, bias, config.eps,
+                                        activation=config.activation)
+    else:
+        expected = reference.group_norm(x64, groups, weight, bias, config.eps)
+        if config.activation:
+            expected = _EXACT_ACTIVATIONS[config.activation](expected)
+    # The activation is elementwise, so moving the channel axis after it is exact.
+    return np.moveaxis(expected, 1, -1) if config.channels_last else expected
 
 
 # ------------------------------------------------------------- implementations
-# Each factory takes (x, groups, weight, bias, threads) and returns a
-# zero-argument callable producing the output as a NumPy array, or raises
-# ImportError when its package is missing.
+# gncpu's own entries; the peers' factories (same signature) are in peers.py.
 
-def make_gncpu_out(x, groups, weight, bias, threads):
+def make_gncpu_out(config, x, groups, weight, bias):
     out = np.empty_like(x)
-    return lambda: gncpu.group_norm(x, groups, weight, bias, EPS, out=out,
-                                    activation=ACTIVATION, channels_last=CHANNELS_LAST)
+    return lambda: gncpu.group_norm(x, groups, weight, bias, config.eps, out=out,
+                                    activation=config.activation,
+                                    channels_last=config.channels_last)
 
 
-def make_gncpu_alloc(x, groups, weight, bias, threads):
-    return lambda: gncpu.group_norm(x, groups, weight, bias, EPS, activation=ACTIVATION,
-                                    channels_last=CHANNELS_LAST)
+def make_gncpu_alloc(config, x, groups, weight, bias):
+    return lambda: gncpu.group_norm(x, groups, weight, bias, config.eps,
+                                    activation=config.activation,
+                                    channels_last=config.channels_last)
 
 
-def make_copy(x, groups, weight, bias, threads):
+def make_copy(config, x, groups, weight, bias):
     out = np.empty_like(x)
 
     def run():
@@ -76,112 +115,12 @@ def make_copy(x, groups, weight, bias, threads):
     return run
 
 
-def make_numpy(x, groups, weight, bias, threads):
-    if CHANNELS_LAST:
-        grouped_shape = (x.shape[0], -1, groups, x.shape[-1] // groups)
-        axes = (1, 3)
-        w, b = weight, bias
-    else:
-        grouped_shape = (x.shape[0], groups, -1)
-        axes = -1
-        per_channel = (1, x.shape[1]) + (1,) * (x.ndim - 2)
-        w, b = weight.reshape(per_channel), bias.reshape(per_channel)
-
-    def run():  # what a NumPy user writes, in x's dtype
-        g = x.reshape(grouped_shape)
-        mean = g.mean(axis=axes, keepdims=True)
-        var = g.var(axis=axes, keepdims=True)
-        y = ((g - mean) / np.sqrt(var + EPS)).reshape(x.shape) * w + b
-        return silu_numpy(y) if ACTIVATION else y
-    return run
-
-
-def make_torch(x, groups, weight, bias, threads):
-    import torch
-    torch.set_num_threads(threads)
-    bf16 = x.dtype.name == "bfloat16"
-    tx = torch.from_numpy(x.view(np.int16)).view(torch.bfloat16) if bf16 else torch.from_numpy(x)
-    if CHANNELS_LAST:  # an NCHW tensor in channels_last memory format, as PyTorch holds it
-        tx = tx.permute(0, x.ndim - 1, *range(1, x.ndim - 1))
-    tw, tb = (torch.from_numpy(a).to(tx.dtype) for a in (weight, bias))
-    fn = torch.nn.functional.group_norm
-
-    def run():
-        with torch.inference_mode():
-            y = fn(tx, groups, tw, tb, EPS)
-            if ACTIVATION:
-                y = torch.nn.functional.silu(y, inplace=True)
-            if CHANNELS_LAST:
-                y = y.permute(0, *range(2, x.ndim), 1)
-            if bf16:
-                return y.contiguous().view(torch.int16).numpy().view(x.dtype)
-            return y.numpy()
-    return run
-
-
-def make_onnxruntime(x, groups, weight, bias, threads):
-    import onnx
-    import onnxruntime as ort
-    from onnx import TensorProto, helper, numpy_helper
-
-    if CHANNELS_LAST or x.dtype not in (np.float32, np.float64):
-        raise Skip("GroupNormalization is NCHW float32/float64 here")
-    elem = TensorProto.FLOAT if x.dtype == np.float32 else TensorProto.DOUBLE
-    nodes = [helper.make_node("GroupNormalization", ["X", "scale", "bias"],
-                              ["G" if ACTIVATION else "Y"], epsilon=EPS, num_groups=groups)]
-    if ACTIVATION:  # SiLU as ONNX models spell it
-        nodes += [helper.make_node("Sigmoid", ["G"], ["S"]),
-                  helper.make_node("Mul", ["G", "S"], ["Y"])]
-    graph = helper.make_graph(
-        nodes, "gn",
-        [helper.make_tensor_value_info("X", elem, list(x.shape))],
-        [helper.make_tensor_value_info("Y", elem, list(x.shape))],
-        initializer=[numpy_helper.from_array(weight, "scale"),
-                     numpy_helper.from_array(bias, "bias")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
-    model.ir_version = min(model.ir_version, 10)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    # No busy-waiting after a run, so it does not slow whatever runs next.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(model.SerializeToString(), options,
-                                   providers=["CPUExecutionProvider"])
-    _ = onnx  # imported to fail early when onnx is missing
-    return lambda: session.run(None, {"X": x})[0]
-
-
-def make_openvino(x, groups, weight, bias, threads):
-    import openvino as ov
-    import openvino.opset13 as ops
-
-    if x.dtype != np.float32 or CHANNELS_LAST:
-        raise Skip("run here in NCHW float32 only")
-    data = ops.parameter(list(x.shape), ov.Type.f32, name="x")
-    node = ops.group_normalization(data, ops.constant(weight), ops.constant(bias),
-                                   num_groups=groups, epsilon=EPS)
-    if ACTIVATION:
-        node = ops.swish(node)
-    model = ov.Model([node], [data], "gn")
-    compiled = ov.Core().compile_model(model, "CPU", {
-        "INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads})
-    request = compiled.create_infer_request()
-
-    def run():
-        request.infer({0: x}, share_inputs=True)
-        return request.get_output_tensor(0).data
-    return run
-
-
-IMPLEMENTATIONS = [  # (name, factory, is a peer)
+IMPLEMENTATIONS = [  # (name, factory, is a peer), in the order they are timed and printed
     ("copy", make_copy, False),
     ("gncpu out=", make_gncpu_out, False),
     ("gncpu", make_gncpu_alloc, False),
-    ("numpy", make_numpy, True),
-    ("torch", make_torch, True),
-    ("onnxruntime", make_onnxruntime, True),
-    ("openvino", make_openvino, True),
-]
+] + [(name, factory, True) for name, factory in peers.PEERS]
+PEER_NAMES = {name for name, _, is_peer in IMPLEMENTATIONS if is_peer}
 
 
 # ------------------------------------------------------------------ timing
@@ -238,24 +177,21 @@ def machine_info(threads):
             "platform": platform.platform()}
 
 
-def bench_shape(name, shape, groups, dtype, threads, rounds, passes, only):
+def bench_shape(config, name, shape, groups):
     rng = np.random.default_rng(0)
-    x = rng.standard_normal(shape).astype(np.float32).astype(dtype)
-    param_dtype = np.float64 if dtype == np.float64 else np.float32
+    x = rng.standard_normal(shape).astype(np.float32).astype(config.dtype)
+    param_dtype = np.float64 if config.dtype == np.float64 else np.float32
     weight = rng.uniform(0.5, 1.5, shape[1]).astype(param_dtype)
     bias = rng.standard_normal(shape[1]).astype(param_dtype)
-    expected = reference.group_norm(x.astype(np.float64), groups, weight, bias, EPS)
-    if CHANNELS_LAST:  # the same values, held (N, *spatial, C)
+    expected = expected_output(config, x, groups, weight, bias)
+    if config.channels_last:  # the same values, held (N, *spatial, C)
         x = np.ascontiguousarray(np.moveaxis(x, 1, -1))
-        expected = np.moveaxis(expected, 1, -1)
-    if ACTIVATION:
-        expected = silu_numpy(expected)
     runs, errors, skipped = {}, {}, {}
     for impl, factory, _ in IMPLEMENTATIONS:
-        if only and impl not in only and impl != "copy":
+        if config.only and impl not in config.only and impl != "copy":
             continue
         try:
-            fn = factory(x, groups, weight, bias, threads)
+            fn = factory(config, x, groups, weight, bias)
             y = fn()
         except ImportError as exc:
             skipped[impl] = str(exc) or "not installed"
@@ -267,14 +203,14 @@ def bench_shape(name, shape, groups, dtype, threads, rounds, passes, only):
         if y is not None:
             errors[impl] = float(np.max(np.abs(np.asarray(y).astype(np.float64) - expected)))
     times = {}
-    for _ in range(passes):  # best of several passes: a noisy neighbour hits one
-        for impl, seconds in time_each(runs, rounds).items():
+    for _ in range(config.passes):  # best of several passes: a noisy neighbour hits one
+        for impl, seconds in time_each(runs, config.rounds).items():
             times[impl] = min(seconds, times.get(impl, float("inf")))
     moved = 2 * x.nbytes
     rows = []
     for impl, seconds in times.items():
         rows.append({"shape": name, "dims": list(shape), "groups": groups,
-                     "dtype": np.dtype(dtype).name, "threads": threads, "impl": impl,
+                     "dtype": config.dtype.name, "threads": config.threads, "impl": impl,
                      "seconds": seconds, "gb_per_s": moved / seconds / 1e9,
                      "x_copy": seconds / times["copy"],
                      "gncpu_speedup": seconds / times["gncpu"] if "gncpu" in times else None,
@@ -301,18 +237,15 @@ def summarize(rows):
         ratios = []
         for shape in dict.fromkeys(r["shape"] for r in rows if r["threads"] == threads):
             sel = [r for r in rows if r["threads"] == threads and r["shape"] == shape]
-            peers = [r["seconds"] for r in sel if r["impl"] in PEERS]
+            theirs = [r["seconds"] for r in sel if r["impl"] in PEER_NAMES]
             mine = [r["seconds"] for r in sel if r["impl"] == "gncpu"]
-            if peers and mine:
-                ratios.append(min(peers) / mine[0])
+            if theirs and mine:
+                ratios.append(min(theirs) / mine[0])
         if ratios:
             summary[threads] = {
                 "geomean_speedup_over_fastest_peer": math.exp(np.mean(np.log(ratios))),
                 "min_speedup_over_fastest_peer": min(ratios)}
     return summary
-
-
-PEERS = {name for name, _, is_peer in IMPLEMENTATIONS if is_peer}
 
 
 def plot(rows, path):
@@ -357,8 +290,9 @@ def main(argv=None):
                         help="x held (N, *spatial, C); shapes are still given as NxCxHxW")
     parser.add_argument("--threads", default=str(gncpu.get_num_threads()),
                         help="thread count, or a comma list for a sweep (e.g. 1,2,4)")
-    parser.add_argument("--activation", choices=["silu"],
-                        help="fuse SiLU in gncpu; peers run GroupNorm then SiLU")
+    parser.add_argument("--activation", choices=list(peers.ACTIVATIONS),
+                        help="fuse it in gncpu; peers run GroupNorm, then the activation "
+                             "(gelu: the erf form)")
     parser.add_argument("--isa", help="gncpu kernel to use (default: the best supported)")
     parser.add_argument("--rounds", type=int, default=15, help="timed rounds per shape")
     parser.add_argument("--passes", type=int, default=2,
@@ -369,35 +303,36 @@ def main(argv=None):
     parser.add_argument("--plot", help="write a PNG plot to this file (needs matplotlib)")
     args = parser.parse_args(argv)
 
-    global ACTIVATION, CHANNELS_LAST
-    ACTIVATION = args.activation
-    CHANNELS_LAST = args.channels_last
     if args.isa:
         gncpu.set_isa(args.isa)
     thread_counts = [int(t) for t in args.threads.split(",")]
     shapes = [parse_shape(s) for s in args.shape] or SUITE
-    only = set(args.only.split(",")) if args.only else None
     if args.dtype == "bfloat16":
         import ml_dtypes
         dtype = np.dtype(ml_dtypes.bfloat16)
     else:
         dtype = np.dtype(args.dtype)
+    base = BenchConfig(dtype=dtype, activation=args.activation,
+                       channels_last=args.channels_last, rounds=args.rounds,
+                       passes=args.passes,
+                       only=frozenset(args.only.split(",")) if args.only else None)
     info = machine_info(thread_counts)
     print(f"gncpu benchmark: {info['cpu']} ({info['cores']} CPUs), ISA {info['isa']}, "
           f"threads {args.threads}, {dtype.name}"
-          f"{', GroupNorm + ' + ACTIVATION if ACTIVATION else ''}"
-          f"{', channels-last' if CHANNELS_LAST else ''}, OpenMP {'on' if info['openmp'] else 'off'}")
+          f"{', GroupNorm + ' + base.activation if base.activation else ''}"
+          f"{', channels-last' if base.channels_last else ''}, "
+          f"OpenMP {'on' if info['openmp'] else 'off'}")
     print("versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()))
 
     rows, notes = [], {}
     for threads in thread_counts:
         gncpu.set_num_threads(threads)
+        config = dataclasses.replace(base, threads=threads)
         for name, shape, groups in shapes:
             if args.skip_large and math.prod(shape) * dtype.itemsize > 64 << 20:
                 continue
             print(f"\n{name}: {'x'.join(map(str, shape))}, G={groups}, {threads} threads")
-            shape_rows, skipped = bench_shape(name, shape, groups, dtype, threads,
-                                              args.rounds, args.passes, only)
+            shape_rows, skipped = bench_shape(config, name, shape, groups)
             notes.update(skipped)
             print_rows(shape_rows)
             rows += shape_rows
@@ -411,8 +346,8 @@ def main(argv=None):
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as f:
-            json.dump({"machine": info, "dtype": dtype.name, "activation": ACTIVATION,
-                       "channels_last": CHANNELS_LAST,
+            json.dump({"machine": info, "dtype": dtype.name, "activation": base.activation,
+                       "channels_last": base.channels_last,
                        "rows": rows,
                        "summary": {str(k): v for k, v in summary.items()},
                        "skipped": notes}, f, indent=1)
