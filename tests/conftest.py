@@ -1,6 +1,11 @@
 import numpy as np
 import pytest
 
+try:
+    import ml_dtypes
+except ImportError:  # the bfloat16 tests skip themselves
+    ml_dtypes = None
+
 import gncpu
 from gncpu import _core
 
@@ -54,11 +59,59 @@ def random_affine(rng, channels, dtype=np.float32):
     return weight, bias
 
 
-# Unit-scale outputs: float32 within 1e-5 of the float64 oracle, float64 within
-# 1e-12 (scaled by |mean|/std where the input's offset limits any float64
-# computation, the oracle's included).
-TOLERANCE = {np.float32: 1e-5, np.float64: 1e-12}
+# Every bound the tests hold gncpu to, against gncpu.reference.group_norm (the
+# float64 oracle, the only place an expected value is computed).
+
+# Unit-scale outputs, absolute: float32 within 1e-5 of the oracle, float64
+# within 1e-12 (scaled by |mean|/std where the input's offset limits any
+# float64 computation, the oracle's included).  16-bit outputs of a few units:
+# float16 1e-2, bfloat16 2e-2, about one of their ulps there (the exact rule
+# is assert_within_one_ulp below).
+TOLERANCE = {np.float32: 1e-5, np.float64: 1e-12, np.float16: 1e-2}
+if ml_dtypes is not None:
+    TOLERANCE[ml_dtypes.bfloat16] = 2e-2
+
+# Fused activations, absolute per unit of output: float32 uses vectorised
+# exp/erf (README: within 2e-6 of the oracle), float64 libm.
+ACTIVATION_TOLERANCE = {np.float32: 2e-6, np.float64: 1e-12}
+
+# Relative bounds (returned statistics, outputs far from unit scale), by the
+# result's dtype (statistics of 16-bit input are float32); where the value is
+# near zero the same number serves as the absolute bound.  rstd, which goes
+# through a square root and a division, gets 10 times this.
+RTOL = {np.float32: 1e-6, np.float64: 1e-12}
+
+# Two float32 kernels (ISAs) on the same input agree to within this.
+KERNEL_AGREEMENT = 2e-6
+
+# The oracle against closed forms computed another way (tests/test_reference.py):
+# a few float64 roundings apart.
+ORACLE_RTOL = 1e-15
+
+# 16-bit outputs: within 1 ulp of the oracle rounded to the format.  The
+# arithmetic is float32, so an output that cancels to nearly zero
+# ((x - mean) * a + b ~ 0) carries float32's absolute error, about 1e-7 of the
+# terms, which is more than a float16 ulp down there: that is the floor.
+CANCELLATION_FLOOR = 1e-6
 
 
 def max_error(actual, expected):
     return float(np.max(np.abs(actual.astype(np.float64) - expected), initial=0.0))
+
+
+def ulp(values, dtype):
+    """The spacing of a 16-bit dtype above each value (float64 array)."""
+    dtype = np.dtype(dtype)
+    finfo = ml_dtypes.finfo(dtype) if dtype.kind == "V" else np.finfo(dtype)
+    magnitude = np.maximum(np.abs(values), float(finfo.smallest_normal))
+    exponent = np.floor(np.log2(magnitude))
+    return 2.0 ** (exponent - finfo.nmant)
+
+
+def assert_within_one_ulp(y, expected, floor=CANCELLATION_FLOOR):
+    """y (16-bit) within 1 ulp of the float64 expected rounded to y's format,
+    or within floor of it (floor=0: the plain 1-ulp rule)."""
+    rounded = expected.astype(y.dtype).astype(np.float64)
+    difference = np.abs(y.astype(np.float64) - rounded)
+    allowed = np.maximum(ulp(rounded, y.dtype), floor)
+    assert np.all(difference <= allowed), float((difference / allowed).max())

@@ -13,7 +13,7 @@ import pytest
 import gncpu
 from gncpu import reference
 
-from conftest import max_error, random_input
+from conftest import RTOL, TOLERANCE, max_error, random_input
 
 
 def _child_group_norm(x):
@@ -30,7 +30,7 @@ def test_forked_child_completes_after_parent_used_threads(restore_threads, rng):
     context = multiprocessing.get_context("fork")
     with context.Pool(1) as pool:
         error, forked = pool.apply_async(_child_group_norm, (x,)).get(timeout=120)
-    assert error <= 1e-5
+    assert error <= TOLERANCE[np.float32]
     assert forked is True
     assert gncpu.build_info()["forked_child"] is False
     np.testing.assert_array_equal(gncpu.group_norm(x, 8), gncpu.group_norm(x, 8))
@@ -54,7 +54,7 @@ def test_threads_race_with_set_num_threads_and_set_isa(rng):
     def work(k):
         for _ in range(20):
             y = gncpu.group_norm(inputs[k], 8)
-            if max_error(y, expected[k]) > 1e-5:
+            if max_error(y, expected[k]) > TOLERANCE[np.float32]:
                 failures.append(k)
 
     changer = threading.Thread(target=reconfigure)
@@ -95,12 +95,12 @@ def test_floating_point_state_is_left_alone(rng):
     # kernel would give zeros).
     x = np.tile(np.array([-1.0, 1.0], np.float32), (1, 2, 4))
     weight = np.array([1e-39, 2e-39], np.float32)
+    expected = reference.group_norm(x, 2, weight, eps=0.0)
     for name in gncpu.supported_isas():
         gncpu.set_isa(name)
         y = gncpu.group_norm(x, 2, weight, eps=0.0)
-        expected = x * weight[None, :, None]
         assert np.all(y != 0), name
-        assert np.allclose(y, expected, rtol=1e-6, atol=0), name
+        assert np.allclose(y, expected, rtol=RTOL[np.float32], atol=0), name
 
 
 def _resident_bytes():
@@ -145,9 +145,10 @@ def test_group_larger_than_2_to_the_31_elements():
     x[...] = 1.0
     x[0, 0, 1::2] = 3.0  # mean 2, variance 1: y = -1, +1 alternating
     y, mean, rstd = gncpu.group_norm(x, 1, eps=0.0, out=x, return_stats=True)
+    # Too large for the float64 oracle (a 17 GB copy): the answer is known exactly.
     assert y is x
-    assert abs(float(mean[0, 0]) - (2.0 - 1.0 / n)) < 1e-6  # n is odd: one more 1.0
-    assert abs(float(rstd[0, 0]) - 1.0) < 1e-6
+    assert abs(float(mean[0, 0]) - (2.0 - 1.0 / n)) < RTOL[np.float32]  # n is odd: one more 1.0
+    assert abs(float(rstd[0, 0]) - 1.0) < RTOL[np.float32]
     for index in (0, 1, 2**31 - 1, 2**31, 2**31 + 1, n - 2, n - 1):
         expected = -1.0 if index % 2 == 0 else 1.0
-        assert abs(float(y[0, 0, index]) - expected) < 1e-5, index
+        assert abs(float(y[0, 0, index]) - expected) < TOLERANCE[np.float32], index

@@ -1,12 +1,31 @@
-from typing import Optional
+from typing import Literal, Optional, Tuple, overload
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+Activation = Optional[Literal["silu", "relu", "gelu"]]
+
+@overload
 def group_norm(
     x: ArrayLike,
     num_groups: int,
     weight: Optional[ArrayLike] = None,
     bias: Optional[ArrayLike] = None,
     eps: float = 1e-5,
+    *,
+    activation: Activation = None,
+    return_stats: Literal[False] = False,
+    channels_last: bool = False,
 ) -> NDArray[np.float64]: ...
+@overload
+def group_norm(
+    x: ArrayLike,
+    num_groups: int,
+    weight: Optional[ArrayLike] = None,
+    bias: Optional[ArrayLike] = None,
+    eps: float = 1e-5,
+    *,
+    activation: Activation = None,
+    return_stats: Literal[True],
+    channels_last: bool = False,
+) -> Tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]: ...
