@@ -12,6 +12,7 @@ Switches (environment variables):
                           (for .ci/sanitizers.sh; needs libasan preloaded)
 """
 
+import importlib.util
 import os
 import platform
 import shutil
@@ -29,26 +30,29 @@ HERE = Path(__file__).parent.resolve()
 CPP_SRC = "cpp/src"
 BASE_SOURCES = [
     "src/gncpu/_core.pyx",
+    f"{CPP_SRC}/c_api.cpp",
     f"{CPP_SRC}/cpu_features.cpp",
     f"{CPP_SRC}/dispatch.cpp",
-    f"{CPP_SRC}/group_norm.cpp",
+    f"{CPP_SRC}/runtime.cpp",
     f"{CPP_SRC}/kernel_scalar.cpp",
 ]
-# What every kernel object includes (kernel_scalar.cpp is a base source).
-KERNEL_HEADERS = [f"{CPP_SRC}/kernel_loops.inl", f"{CPP_SRC}/kernel_table.h"]
+# Headers every object depends on (setuptools rebuilds and relinks on their change).
+HEADERS = sorted(
+    str(p.relative_to(HERE))
+    for pattern in ("cpp/src/*.h", "cpp/src/kernels/*.inl", "cpp/include/gncpu/*.h")
+    for p in HERE.glob(pattern)
+)
 
-# Per-ISA kernels: (name, source, gcc/clang flags, MSVC flags).
-X86_KERNELS = [
-    ("avx2", "kernel_avx2.cpp", ["-mavx2", "-mfma", "-mf16c"], ["/arch:AVX2"]),
-    (
-        "avx512",
-        "kernel_avx512.cpp",
-        ["-mavx512f", "-mavx512bw", "-mavx512dq", "-mavx512vl", "-mavx2", "-mfma", "-mf16c"],
-        ["/arch:AVX512"],
-    ),
-]
-ARM64_KERNELS = [("neon", "kernel_neon.cpp", [], [])]
 
+def load_isa_list():
+    """cpp/isa_flags.py, which reads the ISA list from cpp/src/isa_list.h."""
+    spec = importlib.util.spec_from_file_location("gncpu_isa_flags", HERE / "cpp" / "isa_flags.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+ISA_LIST = load_isa_list()
 
 VARIANT_SWITCHES = ("GNCPU_NO_OPENMP", "GNCPU_NATIVE", "GNCPU_SANITIZE")
 
@@ -65,15 +69,6 @@ def target_machine():
     if "x86_64" in archflags:
         return "x86_64"
     return platform.machine().lower()
-
-
-def isa_kernels():
-    machine = target_machine()
-    if machine in ("x86_64", "amd64", "x64"):
-        return X86_KERNELS
-    if machine in ("aarch64", "arm64"):
-        return ARM64_KERNELS
-    return []
 
 
 class BuildExt(build_ext):
@@ -152,26 +147,30 @@ class BuildExt(build_ext):
 
         for ext in self.extensions:
             isa_objects = []
-            for name, source, gnu_flags, msvc_flags in isa_kernels():
+            compiled = set()
+            for name, gnu_flags, msvc_flags in ISA_LIST.isa_kernels(target_machine()):
                 flags = msvc_flags if msvc else gnu_flags
                 if flags and not self._compiler_accepts(flags):
                     print(f"gncpu: compiler lacks {flags}; skipping the {name} kernel",
                           file=sys.stderr)
                     continue
                 isa_objects += self.compiler.compile(
-                    [f"{CPP_SRC}/{source}"],
+                    [f"{CPP_SRC}/kernel_{name}.cpp"],
                     output_dir=self.build_temp,
                     include_dirs=ext.include_dirs,
                     extra_postargs=common + flags,
-                    depends=KERNEL_HEADERS,
+                    depends=HEADERS,
                 )
-                ext.define_macros.append((f"GNCPU_HAVE_{name.upper()}", "1"))
+                compiled.add(name.upper())
                 self.gncpu_build_info["isas"].append(name)
+            # dispatch.cpp needs every ISA of the list said yes or no.
+            ext.define_macros += [(f"GNCPU_HAVE_{isa}", "1" if isa in compiled else "0")
+                                  for isa in ISA_LIST.all_isas() if isa != "SCALAR"]
             ext.extra_objects = list(ext.extra_objects or []) + isa_objects
             # setuptools relinks only when a source or a dependency is newer
             # than the extension: without these, an edited kernel recompiles
             # its object and the old one stays linked in.
-            ext.depends = list(ext.depends or []) + isa_objects + KERNEL_HEADERS
+            ext.depends = list(ext.depends or []) + isa_objects + HEADERS
             ext.extra_compile_args = common + omp_compile
             ext.extra_link_args = list(ext.extra_link_args or []) + omp_link
             if not msvc and env_flag("GNCPU_SANITIZE"):

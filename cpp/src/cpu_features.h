@@ -6,7 +6,9 @@
 
 namespace gncpu {
 
+// One flag per entry of GNCPU_ISA_LIST, named as the ISA.
 struct CpuFeatures {
+    bool scalar = true;    // the portable kernel runs anywhere
     bool avx2 = false;     // AVX2 + FMA + F16C, with the OS saving YMM state
     bool avx512 = false;   // AVX-512 F/BW/DQ/VL, with the OS saving ZMM state
     bool neon = false;     // Advanced SIMD (always on AArch64)

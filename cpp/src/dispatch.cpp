@@ -4,46 +4,54 @@
 
 #include "cpu_features.h"
 #include "gncpu/gncpu.h"
+#include "isa_list.h"
 
 namespace gncpu {
 namespace {
 
-// Which ISAs the build compiled in (setup.py defines GNCPU_HAVE_<ISA> for
-// each kernel_<isa>.cpp it built).
+// Positions in GNCPU_ISA_LIST.
+enum IsaIndex : int {
+#define GNCPU_ISA_INDEX(id, name, arch, gnu_flags, msvc_flags) kIsa##id,
+    GNCPU_ISA_LIST(GNCPU_ISA_INDEX)
+#undef GNCPU_ISA_INDEX
+    kIsaCount
+};
+
+// The tables the build compiled in: setup.py defines GNCPU_HAVE_<ID> as 1
+// for each kernel_<isa>.cpp it built and 0 for the others (an ISA it never
+// heard of fails to compile here, rather than silently going missing).
+#define GNCPU_HAVE_SCALAR 1
+#define GNCPU_TABLE_IF_1(name) &kernel_table_##name
+#define GNCPU_TABLE_IF_0(name) nullptr
+#define GNCPU_TABLE_IF_(compiled, name) GNCPU_TABLE_IF_##compiled(name)
+#define GNCPU_TABLE_IF(compiled, name) GNCPU_TABLE_IF_(compiled, name)
 const KernelTable* compiled_table(int isa) {
     switch (isa) {
-        case GNCPU_ISA_SCALAR: return &kernel_table_scalar;
-#if defined(GNCPU_HAVE_AVX2)
-        case GNCPU_ISA_AVX2: return &kernel_table_avx2;
-#endif
-#if defined(GNCPU_HAVE_AVX512)
-        case GNCPU_ISA_AVX512: return &kernel_table_avx512;
-#endif
-#if defined(GNCPU_HAVE_NEON)
-        case GNCPU_ISA_NEON: return &kernel_table_neon;
-#endif
-        default: return nullptr;
+#define GNCPU_ISA_TABLE(id, name, arch, gnu_flags, msvc_flags) \
+    case kIsa##id: return GNCPU_TABLE_IF(GNCPU_HAVE_##id, name);
+        GNCPU_ISA_LIST(GNCPU_ISA_TABLE)
+#undef GNCPU_ISA_TABLE
     }
+    return nullptr;
 }
 
 bool cpu_runs(int isa) {
     const CpuFeatures& f = cpu_features();
     switch (isa) {
-        case GNCPU_ISA_SCALAR: return true;
-        case GNCPU_ISA_AVX2: return f.avx2;
-        case GNCPU_ISA_AVX512: return f.avx512;
-        case GNCPU_ISA_NEON: return f.neon;
-        default: return false;
+#define GNCPU_ISA_RUNS(id, name, arch, gnu_flags, msvc_flags) \
+    case kIsa##id: return f.name;
+        GNCPU_ISA_LIST(GNCPU_ISA_RUNS)
+#undef GNCPU_ISA_RUNS
     }
+    return false;
 }
 
+// The list runs from the portable kernel up: the last supported entry wins.
 int best_isa() {
-    // Preference order, best first.
-    const int order[] = {GNCPU_ISA_AVX512, GNCPU_ISA_AVX2, GNCPU_ISA_NEON};
-    for (int isa : order) {
+    for (int isa = kIsaCount - 1; isa > 0; --isa) {
         if (gncpu_isa_supported(isa)) return isa;
     }
-    return GNCPU_ISA_SCALAR;
+    return kIsaSCALAR;
 }
 
 std::atomic<int>& active_isa_slot() {
@@ -61,14 +69,16 @@ const KernelTable& active_kernels() {
 
 extern "C" {
 
+int gncpu_isa_count(void) { return gncpu::kIsaCount; }
+
 const char* gncpu_isa_name(int isa) {
     switch (isa) {
-        case GNCPU_ISA_SCALAR: return "scalar";
-        case GNCPU_ISA_AVX2: return "avx2";
-        case GNCPU_ISA_AVX512: return "avx512";
-        case GNCPU_ISA_NEON: return "neon";
-        default: return nullptr;
+#define GNCPU_ISA_NAME(id, name, arch, gnu_flags, msvc_flags) \
+    case gncpu::kIsa##id: return #name;
+        GNCPU_ISA_LIST(GNCPU_ISA_NAME)
+#undef GNCPU_ISA_NAME
     }
+    return nullptr;
 }
 
 int gncpu_isa_compiled(int isa) { return gncpu::compiled_table(isa) != nullptr; }

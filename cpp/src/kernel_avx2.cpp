@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include <utility>
+
 #include "kernel_table.h"
 
 namespace gncpu {
@@ -24,37 +26,36 @@ struct F32 {
     static V add(V a, V b) { return _mm256_add_ps(a, b); }
     static V sub(V a, V b) { return _mm256_sub_ps(a, b); }
     static V mul_add(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
-    // 16-bit storage (F16C for binary16; shifts and rounding for bfloat16).
+    // 16-bit storage (F16C for binary16; integer lanes for bfloat16).
+    using H = __m128i;
+    static void store16(uint16_t* p, H h) { _mm_storeu_si128(reinterpret_cast<__m128i*>(p), h); }
+    static void stream16(uint16_t* p, H h) {  // p 16-byte aligned
+        _mm_stream_si128(reinterpret_cast<__m128i*>(p), h);
+    }
     static V load_half(const uint16_t* p) {
         return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
     }
-    static __m128i to_half(V v) {
-        return _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    }
-    static void store_half(uint16_t* p, V v) { store16(p, to_half(v)); }
-    static void stream_half(uint16_t* p, V v) { stream16(p, to_half(v)); }
+    static H to_half(V v) { return _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
     static V load_bf16(const uint16_t* p) {
         const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
         return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
     }
-    static __m128i to_bf16(V v) {
-        const __m256i bits = _mm256_castps_si256(v);
-        const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(1));
-        __m256i rounded = _mm256_add_epi32(bits, _mm256_add_epi32(_mm256_set1_epi32(0x7fff), lsb));
-        const __m256i quiet_nan = _mm256_or_si256(bits, _mm256_set1_epi32(0x00400000));
-        const __m256 is_nan = _mm256_cmp_ps(v, v, _CMP_UNORD_Q);
-        rounded = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(rounded),
-                                                       _mm256_castsi256_ps(quiet_nan), is_nan));
-        const __m256i high = _mm256_srli_epi32(rounded, 16);
-        // packus works within 128-bit halves: pack, then gather the two halves.
-        const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(high, high), 0x08);
-        return _mm256_castsi256_si128(packed);
+    using U = __m256i;
+    static U as_bits(V v) { return _mm256_castps_si256(v); }
+    static U bits_set1(uint32_t v) { return _mm256_set1_epi32(static_cast<int>(v)); }
+    static U bits_add(U a, U b) { return _mm256_add_epi32(a, b); }
+    static U bits_and(U a, U b) { return _mm256_and_si256(a, b); }
+    static U bits_or(U a, U b) { return _mm256_or_si256(a, b); }
+    static U bits_shr16(U a) { return _mm256_srli_epi32(a, 16); }
+    static U select_nan(V v, U if_nan, U otherwise) {
+        return _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(otherwise),
+                                                     _mm256_castsi256_ps(if_nan),
+                                                     _mm256_cmp_ps(v, v, _CMP_UNORD_Q)));
     }
-    static void store_bf16(uint16_t* p, V v) { store16(p, to_bf16(v)); }
-    static void stream_bf16(uint16_t* p, V v) { stream16(p, to_bf16(v)); }
-    static void store16(uint16_t* p, __m128i h) { _mm_storeu_si128(reinterpret_cast<__m128i*>(p), h); }
-    static void stream16(uint16_t* p, __m128i h) {  // p 16-byte aligned
-        _mm_stream_si128(reinterpret_cast<__m128i*>(p), h);
+    static H high_halves(U a) {
+        // packus works within 128-bit halves: pack, then gather the two halves.
+        const __m256i high = _mm256_srli_epi32(a, 16);
+        return _mm256_castsi256_si128(_mm256_permute4x64_epi64(_mm256_packus_epi32(high, high), 0x08));
     }
     static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
     static V div(V a, V b) { return _mm256_div_ps(a, b); }
@@ -86,13 +87,12 @@ struct F64 {
 // Orders streaming (non-temporal) stores before the call returns.
 inline void fence_streams() { _mm_sfence(); }
 
-#include "kernel_loops.inl"
+#include "kernels/loops.inl"
 
 }  // namespace
 }  // namespace avx2_isa
 
 // Constant-initialised: no code of this file runs until the dispatcher calls it.
-extern const KernelTable kernel_table_avx2;
-const KernelTable kernel_table_avx2 = GNCPU_KERNEL_TABLE_INIT(avx2_isa, "avx2");
+const KernelTable kernel_table_avx2 = avx2_isa::make_kernel_table("avx2");
 
 }  // namespace gncpu

@@ -14,6 +14,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include <utility>
+
 #include "kernel_table.h"
 
 namespace gncpu {
@@ -32,35 +34,31 @@ struct F32 {
     static V add(V a, V b) { return _mm512_add_ps(a, b); }
     static V sub(V a, V b) { return _mm512_sub_ps(a, b); }
     static V mul_add(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
-    // 16-bit storage (vcvtph2ps for binary16; shifts and rounding for bfloat16).
+    // 16-bit storage (vcvtph2ps for binary16; integer lanes for bfloat16).
+    using H = __m256i;
+    static void store16(uint16_t* p, H h) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), h); }
+    static void stream16(uint16_t* p, H h) {  // p 32-byte aligned
+        _mm256_stream_si256(reinterpret_cast<__m256i*>(p), h);
+    }
     static V load_half(const uint16_t* p) {
         return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
     }
-    static __m256i to_half(V v) {
-        return _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    }
-    static void store_half(uint16_t* p, V v) { store16(p, to_half(v)); }
-    static void stream_half(uint16_t* p, V v) { stream16(p, to_half(v)); }
+    static H to_half(V v) { return _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
     static V load_bf16(const uint16_t* p) {
         const __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
         return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
     }
-    static __m256i to_bf16(V v) {
-        const __m512i bits = _mm512_castps_si512(v);
-        const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
-        __m512i rounded = _mm512_add_epi32(bits, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), lsb));
-        const __mmask16 is_nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
-        rounded = _mm512_mask_or_epi32(rounded, is_nan, bits, _mm512_set1_epi32(0x00400000));
-        return _mm512_cvtepi32_epi16(_mm512_srli_epi32(rounded, 16));
+    using U = __m512i;
+    static U as_bits(V v) { return _mm512_castps_si512(v); }
+    static U bits_set1(uint32_t v) { return _mm512_set1_epi32(static_cast<int>(v)); }
+    static U bits_add(U a, U b) { return _mm512_add_epi32(a, b); }
+    static U bits_and(U a, U b) { return _mm512_and_si512(a, b); }
+    static U bits_or(U a, U b) { return _mm512_or_si512(a, b); }
+    static U bits_shr16(U a) { return _mm512_srli_epi32(a, 16); }
+    static U select_nan(V v, U if_nan, U otherwise) {
+        return _mm512_mask_blend_epi32(_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), otherwise, if_nan);
     }
-    static void store_bf16(uint16_t* p, V v) { store16(p, to_bf16(v)); }
-    static void stream_bf16(uint16_t* p, V v) { stream16(p, to_bf16(v)); }
-    static void store16(uint16_t* p, __m256i h) {
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), h);
-    }
-    static void stream16(uint16_t* p, __m256i h) {  // p 32-byte aligned
-        _mm256_stream_si256(reinterpret_cast<__m256i*>(p), h);
-    }
+    static H high_halves(U a) { return _mm512_cvtepi32_epi16(_mm512_srli_epi32(a, 16)); }
     static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
     static V div(V a, V b) { return _mm512_div_ps(a, b); }
     // x86 semantics: the second operand when either is NaN.
@@ -91,13 +89,12 @@ struct F64 {
 // Orders streaming (non-temporal) stores before the call returns.
 inline void fence_streams() { _mm_sfence(); }
 
-#include "kernel_loops.inl"
+#include "kernels/loops.inl"
 
 }  // namespace
 }  // namespace avx512_isa
 
 // Constant-initialised: no code of this file runs until the dispatcher calls it.
-extern const KernelTable kernel_table_avx512;
-const KernelTable kernel_table_avx512 = GNCPU_KERNEL_TABLE_INIT(avx512_isa, "avx512");
+const KernelTable kernel_table_avx512 = avx512_isa::make_kernel_table("avx512");
 
 }  // namespace gncpu

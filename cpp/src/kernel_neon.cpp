@@ -5,6 +5,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include <utility>
+
 #include "kernel_table.h"
 
 namespace gncpu {
@@ -23,24 +25,22 @@ struct F32 {
     static V add(V a, V b) { return vaddq_f32(a, b); }
     static V sub(V a, V b) { return vsubq_f32(a, b); }
     static V mul_add(V a, V b, V c) { return vfmaq_f32(c, a, b); }
-    // 16-bit storage (fcvt for binary16; shifts and rounding for bfloat16).
-    static V load_half(const uint16_t* p) {
-        return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p)));
-    }
-    static void store_half(uint16_t* p, V v) { vst1_u16(p, vreinterpret_u16_f16(vcvt_f16_f32(v))); }
-    static void stream_half(uint16_t* p, V v) { store_half(p, v); }
-    static V load_bf16(const uint16_t* p) {
-        return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(p), 16));
-    }
-    static void store_bf16(uint16_t* p, V v) {
-        const uint32x4_t bits = vreinterpretq_u32_f32(v);
-        const uint32x4_t lsb = vandq_u32(vshrq_n_u32(bits, 16), vdupq_n_u32(1));
-        const uint32x4_t rounded = vaddq_u32(bits, vaddq_u32(vdupq_n_u32(0x7fff), lsb));
-        const uint32x4_t quiet_nan = vorrq_u32(bits, vdupq_n_u32(0x00400000));
-        const uint32x4_t is_number = vceqq_f32(v, v);
-        vst1_u16(p, vshrn_n_u32(vbslq_u32(is_number, rounded, quiet_nan), 16));
-    }
-    static void stream_bf16(uint16_t* p, V v) { store_bf16(p, v); }
+    // 16-bit storage (fcvt for binary16; integer lanes for bfloat16).
+    using H = uint16x4_t;
+    static void store16(uint16_t* p, H h) { vst1_u16(p, h); }
+    static void stream16(uint16_t* p, H h) { vst1_u16(p, h); }  // no portable NT store
+    static V load_half(const uint16_t* p) { return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p))); }
+    static H to_half(V v) { return vreinterpret_u16_f16(vcvt_f16_f32(v)); }
+    static V load_bf16(const uint16_t* p) { return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(p), 16)); }
+    using U = uint32x4_t;
+    static U as_bits(V v) { return vreinterpretq_u32_f32(v); }
+    static U bits_set1(uint32_t v) { return vdupq_n_u32(v); }
+    static U bits_add(U a, U b) { return vaddq_u32(a, b); }
+    static U bits_and(U a, U b) { return vandq_u32(a, b); }
+    static U bits_or(U a, U b) { return vorrq_u32(a, b); }
+    static U bits_shr16(U a) { return vshrq_n_u32(a, 16); }
+    static U select_nan(V v, U if_nan, U otherwise) { return vbslq_u32(vceqq_f32(v, v), otherwise, if_nan); }
+    static H high_halves(U a) { return vshrn_n_u32(a, 16); }
     static V mul(V a, V b) { return vmulq_f32(a, b); }
     static V div(V a, V b) { return vdivq_f32(a, b); }
     // x86 semantics (the second operand when either is NaN), so every ISA
@@ -72,13 +72,12 @@ struct F64 {
 // Orders streaming (non-temporal) stores before the call returns.
 inline void fence_streams() {}
 
-#include "kernel_loops.inl"
+#include "kernels/loops.inl"
 
 }  // namespace
 }  // namespace neon_isa
 
 // Constant-initialised: no code of this file runs until the dispatcher calls it.
-extern const KernelTable kernel_table_neon;
-const KernelTable kernel_table_neon = GNCPU_KERNEL_TABLE_INIT(neon_isa, "neon");
+const KernelTable kernel_table_neon = neon_isa::make_kernel_table("neon");
 
 }  // namespace gncpu

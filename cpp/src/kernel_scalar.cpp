@@ -4,6 +4,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include <utility>
+
 #include "kernel_table.h"
 
 namespace gncpu {
@@ -71,14 +73,56 @@ struct PortableLanes {
         for (int i = 0; i < N; ++i) c.lane[i] = -(a.lane[i] * b.lane[i]) - c.lane[i];
         return c;
     }
-    // 16-bit storage: exact software conversions (defined in kernel_loops.inl,
-    // which this file includes below; declared here).
+    // 16-bit storage: exact software conversions (the codecs are defined in
+    // kernels/codecs.inl, which this file includes below).
+    struct H {
+        uint16_t lane[N];
+    };
+    static void store16(uint16_t* p, H h) {
+        for (int i = 0; i < N; ++i) p[i] = h.lane[i];
+    }
+    static void stream16(uint16_t* p, H h) { store16(p, h); }
     static V load_half(const uint16_t* p);
-    static void store_half(uint16_t* p, V v);
+    static H to_half(V v);
     static V load_bf16(const uint16_t* p);
-    static void store_bf16(uint16_t* p, V v);
-    static void stream_half(uint16_t* p, V v) { store_half(p, v); }
-    static void stream_bf16(uint16_t* p, V v) { store_bf16(p, v); }
+    struct U {
+        uint32_t lane[N];
+    };
+    static U as_bits(V v) {
+        U r;
+        memcpy(r.lane, v.lane, sizeof(r.lane));
+        return r;
+    }
+    static U bits_set1(uint32_t value) {
+        U r;
+        for (int i = 0; i < N; ++i) r.lane[i] = value;
+        return r;
+    }
+    static U bits_add(U a, U b) {
+        for (int i = 0; i < N; ++i) a.lane[i] += b.lane[i];
+        return a;
+    }
+    static U bits_and(U a, U b) {
+        for (int i = 0; i < N; ++i) a.lane[i] &= b.lane[i];
+        return a;
+    }
+    static U bits_or(U a, U b) {
+        for (int i = 0; i < N; ++i) a.lane[i] |= b.lane[i];
+        return a;
+    }
+    static U bits_shr16(U a) {
+        for (int i = 0; i < N; ++i) a.lane[i] >>= 16;
+        return a;
+    }
+    static U select_nan(V v, U if_nan, U otherwise) {
+        for (int i = 0; i < N; ++i) otherwise.lane[i] = v.lane[i] != v.lane[i] ? if_nan.lane[i] : otherwise.lane[i];
+        return otherwise;
+    }
+    static H high_halves(U a) {
+        H r;
+        for (int i = 0; i < N; ++i) r.lane[i] = static_cast<uint16_t>(a.lane[i] >> 16);
+        return r;
+    }
     // 2^n from t = n + 0x1.8p23 + 127 (n integral in [-126, 127]): the low mantissa
     // bits of t hold n + 127, which the shift moves into the exponent field.
     static V pow2_biased(V t) {  // float lanes only
@@ -99,7 +143,7 @@ using F64 = PortableLanes<double, 4>;
 // Orders streaming (non-temporal) stores before the call returns.
 inline void fence_streams() {}
 
-#include "kernel_loops.inl"
+#include "kernels/loops.inl"
 
 template <class Scalar, int N>
 typename PortableLanes<Scalar, N>::V PortableLanes<Scalar, N>::load_half(const uint16_t* p) {
@@ -108,8 +152,10 @@ typename PortableLanes<Scalar, N>::V PortableLanes<Scalar, N>::load_half(const u
     return r;
 }
 template <class Scalar, int N>
-void PortableLanes<Scalar, N>::store_half(uint16_t* p, V v) {
-    for (int i = 0; i < N; ++i) p[i] = float_to_half_bits(v.lane[i]);
+typename PortableLanes<Scalar, N>::H PortableLanes<Scalar, N>::to_half(V v) {
+    H r;
+    for (int i = 0; i < N; ++i) r.lane[i] = float_to_half_bits(v.lane[i]);
+    return r;
 }
 template <class Scalar, int N>
 typename PortableLanes<Scalar, N>::V PortableLanes<Scalar, N>::load_bf16(const uint16_t* p) {
@@ -117,16 +163,11 @@ typename PortableLanes<Scalar, N>::V PortableLanes<Scalar, N>::load_bf16(const u
     for (int i = 0; i < N; ++i) r.lane[i] = bf16_bits_to_float(p[i]);
     return r;
 }
-template <class Scalar, int N>
-void PortableLanes<Scalar, N>::store_bf16(uint16_t* p, V v) {
-    for (int i = 0; i < N; ++i) p[i] = float_to_bf16_bits(v.lane[i]);
-}
 
 }  // namespace
 }  // namespace scalar_isa
 
 // Constant-initialised: no code of this file runs until the dispatcher calls it.
-extern const KernelTable kernel_table_scalar;
-const KernelTable kernel_table_scalar = GNCPU_KERNEL_TABLE_INIT(scalar_isa, "scalar");
+const KernelTable kernel_table_scalar = scalar_isa::make_kernel_table("scalar");
 
 }  // namespace gncpu

@@ -1,6 +1,6 @@
-// The contract between the driver (group_norm.cpp, compiled for the baseline
-// CPU) and the per-ISA kernels (kernel_<isa>.cpp, each compiled with its own
-// flags).
+// The contract between the scheduler (compiled for the baseline CPU) and the
+// per-ISA kernels (kernel_<isa>.cpp, each compiled with its own flags): one
+// table per ISA, indexed by dtype, then layout, then streaming and activation.
 //
 // This header is included by every ISA's translation unit, so it must hold
 // plain data only: an inline function defined here would be emitted once per
@@ -10,6 +10,18 @@
 
 #include <stdint.h>
 
+#include "gncpu/gncpu.h"
+#include "isa_list.h"
+
+// Every dtype, written once: X(enum value, table field, Stored, Compute,
+// storage policy).  Values are held in memory as Stored and computed as
+// Compute; the storage policy (kernels/codecs.inl) converts between them.
+#define GNCPU_DTYPE_LIST(X)                               \
+    X(GNCPU_F32, f32, float, float, F32Storage)           \
+    X(GNCPU_F64, f64, double, double, F64Storage)         \
+    X(GNCPU_F16, f16, uint16_t, float, F16Storage)        \
+    X(GNCPU_BF16, bf16, uint16_t, float, BF16Storage)
+
 namespace gncpu {
 
 // Mean and sum of squared deviations (M2) of one block of values.
@@ -18,65 +30,65 @@ struct BlockMoments {
     double m2;
 };
 
-// None, SiLU, ReLU, GELU: the values of gncpu_activation.
-constexpr int kActivationCount = 4;
 // Widest vector of any kernel, in elements: the channels-last parameter arrays
 // carry this many wrapped-around entries past the last channel.
 constexpr int64_t kNhwcParamPad = 16;
 
-// Kernels for values held as Stored (float, double, or the 16 bits of a
-// float16/bfloat16) and computed as Compute (float or double).
+// NCHW: a group is one contiguous run of channels_per_group rows of `spatial`.
 template <class Stored, class Compute>
-struct KernelsFor {
+struct NchwKernels {
     // Moments of x[0..n), n >= 1.  Must be a pure function of the block's
-    // values: the driver relies on it for thread-count-independent results.
+    // values: the scheduler relies on it for thread-count-independent results.
     BlockMoments (*block_moments)(const Stored* x, int64_t n);
 
     // y[r*row_len + i] = act((x[r*row_len + i] - center) * scale[r] + offset[r])
-    // for r < rows, i < row_len, one function per activation (indexed by
-    // gncpu_activation).  Each element's result must not depend on where the
-    // row starts or ends (tiles may cut a row anywhere), so tails use the
-    // same lane arithmetic as full vectors.
-    using NormalizeRows = void (*)(const Stored* x, Stored* y, int64_t rows, int64_t row_len,
-                                   Compute center, const Compute* scale,
-                                   const Compute* offset);
-    NormalizeRows normalize_rows[kActivationCount];
+    // for r < rows, i < row_len.  Each element's result must not depend on
+    // where the row starts or ends (blocks may cut a row anywhere), so tails
+    // use the same lane arithmetic as full vectors.
+    using Normalize = void (*)(const Stored* x, Stored* y, int64_t rows, int64_t row_len,
+                               Compute center, const Compute* scale, const Compute* offset);
+    // [streaming][activation]: streaming = non-temporal stores where the ISA
+    // has them, bitwise the same values, for outputs larger than the caches.
+    Normalize normalize[2][GNCPU_ACT_COUNT];
+};
 
-    // The same, bitwise, with non-temporal stores where the ISA has them: for
-    // outputs larger than the last-level cache.
-    NormalizeRows normalize_rows_streaming[kActivationCount];
+// NHWC: an example is `rows` positions of `channels` contiguous values.
+template <class Stored, class Compute>
+struct NhwcKernels {
+    // Per-channel sums of deviations from `center` (the first row when null;
+    // the centers used are written to center_used) and of their squares.
+    void (*channel_sums)(const Stored* x, int64_t rows, int64_t channels, const Compute* center,
+                         Compute* center_used, double* dev, double* sq);
 
-    // Channels-last: per-channel sums of deviations from `center` (the first
-    // row when null; the centers used are written to center_used) and of
-    // their squares over `rows` rows of `channels` values.
-    void (*nhwc_channel_sums)(const Stored* x, int64_t rows, int64_t channels,
-                              const Compute* center, Compute* center_used, double* dev,
-                              double* sq);
-    // Channels-last normalisation with per-channel center, scale and offset,
-    // each holding channels + kNhwcParamPad entries, entry i for channel
-    // i % channels: the kernel walks rows * channels values as one run, and a
-    // vector that crosses a row's end reads its parameters past `channels`.
-    using NhwcNormalize = void (*)(const Stored* x, Stored* y, int64_t rows, int64_t channels,
-                                   const Compute* center, const Compute* scale,
-                                   const Compute* offset);
-    NhwcNormalize nhwc_normalize[kActivationCount];
-    NhwcNormalize nhwc_normalize_streaming[kActivationCount];  // non-temporal stores
+    // y = act((x - center[c]) * scale[c] + offset[c]) with per-channel
+    // parameters, each holding channels + kNhwcParamPad entries, entry i for
+    // channel i % channels: the kernel walks rows * channels values as one
+    // run, and a vector that crosses a row's end reads past `channels`.
+    using Normalize = void (*)(const Stored* x, Stored* y, int64_t rows, int64_t channels,
+                               const Compute* center, const Compute* scale,
+                               const Compute* offset);
+    Normalize normalize[2][GNCPU_ACT_COUNT];  // [streaming][activation]
+};
+
+template <class Stored, class Compute>
+struct KernelsFor {
+    NchwKernels<Stored, Compute> nchw;
+    NhwcKernels<Stored, Compute> nhwc;
 };
 
 struct KernelTable {
     const char* name;
-    KernelsFor<float, float> f32;
-    KernelsFor<double, double> f64;
-    KernelsFor<uint16_t, float> f16;   // IEEE binary16
-    KernelsFor<uint16_t, float> bf16;  // bfloat16
+#define GNCPU_TABLE_FIELD(value, field, Stored, Compute, storage) KernelsFor<Stored, Compute> field;
+    GNCPU_DTYPE_LIST(GNCPU_TABLE_FIELD)
+#undef GNCPU_TABLE_FIELD
 };
 
 // One per ISA compiled in; constant-initialised, so looking one up runs no
 // code compiled for an ISA the CPU may lack.
-extern const KernelTable kernel_table_scalar;
-extern const KernelTable kernel_table_avx2;
-extern const KernelTable kernel_table_avx512;
-extern const KernelTable kernel_table_neon;
+#define GNCPU_DECLARE_TABLE(id, name, arch, gnu_flags, msvc_flags) \
+    extern const KernelTable kernel_table_##name;
+GNCPU_ISA_LIST(GNCPU_DECLARE_TABLE)
+#undef GNCPU_DECLARE_TABLE
 
 }  // namespace gncpu
 

@@ -1,5 +1,5 @@
 # The C API of gncpu's C++ core (cpp/include/gncpu/gncpu.h).
-from libc.stdint cimport int64_t, uint16_t
+from libc.stdint cimport int64_t
 
 
 cdef extern from "gncpu/gncpu.h" nogil:
@@ -12,42 +12,49 @@ cdef extern from "gncpu/gncpu.h" nogil:
         GNCPU_ERR_BAD_ISA
         GNCPU_ERR_BAD_ACTIVATION
         GNCPU_ERR_OUT_OF_MEMORY
+        GNCPU_ERR_BAD_DTYPE
+        GNCPU_ERR_BAD_LAYOUT
+
+    ctypedef enum gncpu_dtype:
+        GNCPU_F32
+        GNCPU_F64
+        GNCPU_F16
+        GNCPU_BF16
+        GNCPU_DTYPE_COUNT
+
+    ctypedef enum gncpu_layout:
+        GNCPU_NCHW
+        GNCPU_NHWC
 
     ctypedef enum gncpu_activation:
         GNCPU_ACT_NONE
-        GNCPU_ACT_SILU
-        GNCPU_ACT_RELU
-        GNCPU_ACT_GELU
+        GNCPU_ACT_COUNT
 
-    int GNCPU_ISA_COUNT
+    ctypedef struct gncpu_problem:
+        gncpu_dtype dtype
+        gncpu_layout layout
+        int64_t batch
+        int64_t channels
+        int64_t spatial
+        int64_t num_groups
+        const void* x
+        void* y
+        const void* weight
+        const void* bias
+        void* mean
+        void* rstd
+        double eps
+        gncpu_activation activation
+        int num_threads
 
-    gncpu_status gncpu_group_norm_f32(const float* x, float* y, int64_t batch,
-                                      int64_t channels, int64_t spatial,
-                                      int64_t num_groups, const float* weight,
-                                      const float* bias, double eps,
-                                      gncpu_activation activation, float* mean_out,
-                                      float* rstd_out, int num_threads)
-    gncpu_status gncpu_group_norm_f64(const double* x, double* y, int64_t batch,
-                                      int64_t channels, int64_t spatial,
-                                      int64_t num_groups, const double* weight,
-                                      const double* bias, double eps,
-                                      gncpu_activation activation, double* mean_out,
-                                      double* rstd_out, int num_threads)
-    gncpu_status gncpu_group_norm_f16(const uint16_t* x, uint16_t* y, int64_t batch,
-                                      int64_t channels, int64_t spatial,
-                                      int64_t num_groups, const float* weight,
-                                      const float* bias, double eps,
-                                      gncpu_activation activation, float* mean_out,
-                                      float* rstd_out, int num_threads)
-    gncpu_status gncpu_group_norm_bf16(const uint16_t* x, uint16_t* y, int64_t batch,
-                                       int64_t channels, int64_t spatial,
-                                       int64_t num_groups, const float* weight,
-                                       const float* bias, double eps,
-                                       gncpu_activation activation, float* mean_out,
-                                       float* rstd_out, int num_threads)
+    gncpu_status gncpu_group_norm(const gncpu_problem* problem)
+    gncpu_status gncpu_check_problem(const gncpu_problem* problem)
     const char* gncpu_status_message(gncpu_status status)
+    const char* gncpu_activation_name(int activation)
+    const char* gncpu_dtype_name(int dtype)
     void gncpu_parallel_copy(void* dst, const void* src, size_t nbytes, int num_threads)
 
+    int gncpu_isa_count()
     const char* gncpu_isa_name(int isa)
     int gncpu_isa_compiled(int isa)
     int gncpu_isa_supported(int isa)
@@ -55,7 +62,6 @@ cdef extern from "gncpu/gncpu.h" nogil:
     gncpu_status gncpu_set_isa(int isa)
 
     int gncpu_openmp_enabled()
-    int gncpu_omp_max_threads()
     int gncpu_in_forked_child()
     void gncpu_set_tuning(int64_t cache_budget_bytes, int64_t min_elements_per_thread,
                           int64_t streaming_threshold_bytes)
@@ -72,36 +78,3 @@ cdef extern from *:
     """
     const char* GNCPU_BUILD_COMPILER
     const char* GNCPU_BUILD_FLAGS
-
-
-cdef extern from *:
-    """
-    /* One call site for every (dtype, layout): kind 0 float32, 1 float64,
-     * 2 float16, 3 bfloat16; weight, bias and the statistics are float for
-     * the 16-bit kinds. */
-    static gncpu_status gncpu_dispatch(int kind, int channels_last, const void* x, void* y,
-                                       int64_t batch, int64_t channels, int64_t spatial,
-                                       int64_t groups, const void* w, const void* b,
-                                       double eps, gncpu_activation act, void* mean,
-                                       void* rstd, int threads) {
-        switch (kind * 2 + (channels_last ? 1 : 0)) {
-    #define GNCPU_CASE(k, fn, S, C) \
-        case k: return fn((const S*)x, (S*)y, batch, channels, spatial, groups, (const C*)w, \
-                          (const C*)b, eps, act, (C*)mean, (C*)rstd, threads);
-            GNCPU_CASE(0, gncpu_group_norm_f32, float, float)
-            GNCPU_CASE(1, gncpu_group_norm_nhwc_f32, float, float)
-            GNCPU_CASE(2, gncpu_group_norm_f64, double, double)
-            GNCPU_CASE(3, gncpu_group_norm_nhwc_f64, double, double)
-            GNCPU_CASE(4, gncpu_group_norm_f16, uint16_t, float)
-            GNCPU_CASE(5, gncpu_group_norm_nhwc_f16, uint16_t, float)
-            GNCPU_CASE(6, gncpu_group_norm_bf16, uint16_t, float)
-            GNCPU_CASE(7, gncpu_group_norm_nhwc_bf16, uint16_t, float)
-    #undef GNCPU_CASE
-        }
-        return GNCPU_ERR_BAD_SHAPE;
-    }
-    """
-    gncpu_status gncpu_dispatch(int kind, int channels_last, const void* x, void* y,
-                                int64_t batch, int64_t channels, int64_t spatial, int64_t groups,
-                                const void* w, const void* b, double eps, gncpu_activation act,
-                                void* mean, void* rstd, int threads) nogil

@@ -1,8 +1,14 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
-"""NumPy bindings of gncpu's C++ core.
+"""NumPy bindings of gncpu's C++ core: one pipeline from Python arguments to
+the C API's gncpu_problem.
 
-Everything is validated here, before any memory is written; the C++ core
-validates again (defence in depth) and its status becomes an exception.
+    parse    Python objects -> a gncpu_problem's values (types checked here;
+             every value is validated by the C core, gncpu_check_problem)
+    plan     the buffers: the output (cached, or out=), a copy of x when it
+             cannot be read as it is, the statistics
+    execute  gncpu_group_norm, without the GIL for anything but tiny tensors
+
+Nothing the caller passed is written before every argument has been checked.
 """
 
 import numbers
@@ -11,7 +17,7 @@ import operator
 import numpy as np
 
 cimport numpy as cnp
-from libc.stdint cimport int64_t, uint16_t
+from libc.stdint cimport int64_t
 
 from gncpu._capi cimport *
 
@@ -24,47 +30,43 @@ cdef int _num_threads = 1
 # Past this, a thread count is a mistake rather than a machine.
 cdef int _MAX_THREADS = 4096
 # Smaller tensors take about a microsecond, less than releasing and taking
-# back the GIL costs; they run serially anyway (see group_norm.cpp).
+# back the GIL costs; they run serially anyway (see runtime.cpp).
 cdef int64_t _RELEASE_GIL_ELEMENTS = 32 * 1024
+# Larger num_groups cannot be a divisor of any tensor's channel count.
+cdef object _MAX_GROUPS = 2**62
+
+# Activation names as the C core spells them; None is the Python spelling of
+# GNCPU_ACT_NONE.
+_ACTIVATIONS = {gncpu_activation_name(i).decode(): i for i in range(1, GNCPU_ACT_COUNT)}
 
 
-# --------------------------------------------------------------------- helpers
+# ------------------------------------------------------------------- parse
 
-cdef inline bint _is_native_float_array(object a, int typenum):
-    """a is an ndarray of typenum, C-contiguous, aligned, native byte order."""
-    return (cnp.PyArray_Check(a)
-            and cnp.PyArray_TYPE(<cnp.ndarray>a) == typenum
-            and cnp.PyArray_ISCARRAY_RO(<cnp.ndarray>a)
-            and not cnp.PyArray_ISBYTESWAPPED(<cnp.ndarray>a))
-
-
-cdef object _bfloat16_dtype = None  # ml_dtypes.bfloat16, once seen
-
-
-cdef bint _is_bfloat16(object dtype):
-    global _bfloat16_dtype
-    if dtype.itemsize != 2 or dtype.kind != "V" or dtype.name != "bfloat16":
-        return False
-    _bfloat16_dtype = dtype
-    return True
+cdef int _dtype_of(cnp.ndarray x) except -2:
+    """x's gncpu_dtype, or -1 when gncpu has no kernel for it."""
+    cdef int typenum = cnp.PyArray_TYPE(x)
+    if typenum == cnp.NPY_FLOAT32:
+        return GNCPU_F32
+    if typenum == cnp.NPY_FLOAT64:
+        return GNCPU_F64
+    if typenum == cnp.NPY_FLOAT16:
+        return GNCPU_F16
+    dtype = x.dtype
+    if dtype.kind == "V" and dtype.itemsize == 2 and dtype.name == "bfloat16":  # ml_dtypes
+        return GNCPU_BF16
+    return -1
 
 
 cdef cnp.ndarray _as_float_array(object x):
-    if cnp.PyArray_Check(x):
-        typenum = cnp.PyArray_TYPE(<cnp.ndarray>x)
-        if typenum == cnp.NPY_FLOAT32 or typenum == cnp.NPY_FLOAT64:
-            return <cnp.ndarray>x  # the common case, without Python-level checks
     cdef cnp.ndarray arr = x if cnp.PyArray_Check(x) else np.asarray(x)
-    if _is_bfloat16(arr.dtype):
+    if _dtype_of(arr) >= 0:
         return arr
     if arr.dtype.kind != "f":
         raise TypeError(
             f"x must be a floating-point array (float16, bfloat16, float32 or float64), "
             f"got dtype {arr.dtype}")
-    if arr.dtype.itemsize not in (2, 4, 8):
-        raise TypeError(f"x has dtype {arr.dtype}; gncpu supports float16, bfloat16 "
-                        "(ml_dtypes), float32 and float64")
-    return arr
+    raise TypeError(f"x has dtype {arr.dtype}; gncpu supports float16, bfloat16 "
+                    "(ml_dtypes), float32 and float64")
 
 
 cdef object _as_integer(object value, str what):
@@ -77,81 +79,31 @@ cdef object _as_integer(object value, str what):
         raise TypeError(f"{what} must be an integer, got {type(value).__name__}") from None
 
 
-cdef int64_t _as_groups(object num_groups, int64_t channels) except -1:
-    cdef int64_t fast
-    if type(num_groups) is int and 0 < num_groups <= 2**62:
-        fast = num_groups
-        if channels % fast == 0:
-            return fast
+cdef int64_t _as_groups(object num_groups, int64_t channels) except? -1:
+    if type(num_groups) is int and 0 < num_groups <= _MAX_GROUPS:
+        return num_groups
     groups = _as_integer(num_groups, "num_groups")
-    if groups <= 0:
-        raise ValueError(f"num_groups must be positive, got {groups}")
-    if groups > 2**62 or channels % groups != 0:
+    if groups > _MAX_GROUPS:  # not representable in the C problem
         raise ValueError(
             f"num_groups ({groups}) must divide the number of channels ({channels})")
-    return groups
+    return max(groups, -1)  # the core's check reports every other bad value
 
 
 cdef double _as_eps(object eps) except? -1.0:
-    cdef double value
     if type(eps) is float:
-        value = eps
-        if value >= 0.0 and value != float("inf"):
-            return value
+        return eps
     if isinstance(eps, (str, bytes)) or not isinstance(eps, numbers.Real):
         raise TypeError(f"eps must be a real number, got {type(eps).__name__}")
     try:
-        value = float(eps)
+        return float(eps)
     except OverflowError:  # an int beyond the float range
-        raise ValueError(f"eps must be finite and non-negative, got {eps!r}") from None
-    if not (value >= 0.0) or value == float("inf"):
-        raise ValueError(f"eps must be finite and non-negative, got {eps!r}")
-    return value
-
-
-cdef object _as_param(object p, int64_t channels, int typenum, str name):
-    """weight/bias as a C-contiguous native array of x's dtype, or None."""
-    if p is None:
-        return None
-    if (_is_native_float_array(p, typenum) and (<cnp.ndarray>p).ndim == 1
-            and (<cnp.ndarray>p).shape[0] == channels):
-        return p
-    arr = np.asarray(p)
-    if arr.dtype.kind not in "fiu":
-        raise TypeError(f"{name} must be a real-valued array, got dtype {arr.dtype}")
-    if arr.ndim != 1 or arr.shape[0] != channels:
-        raise ValueError(f"{name} must have shape ({channels},), got {arr.shape}")
-    return np.require(arr, dtype=cnp.PyArray_DescrFromType(typenum), requirements=["C", "A"])
-
-
-cdef _check_out(object out, cnp.ndarray x, object dtype):
-    if not cnp.PyArray_Check(out):
-        raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
-    cdef cnp.ndarray o = out
-    if o.dtype != dtype:
-        raise TypeError(f"out must have dtype {np.dtype(dtype)}, got {o.dtype}")
-    if out.shape != (<object>x).shape:
-        raise ValueError(f"out must have shape {(<object>x).shape}, got {out.shape}")
-    if not cnp.PyArray_IS_C_CONTIGUOUS(o):
-        raise ValueError("out must be C-contiguous")
-    if not cnp.PyArray_ISWRITEABLE(o):
-        raise ValueError("out is read-only")
+        return float("inf")  # rejected by the core's check
 
 
 cdef bint _as_flag(object value, str name) except -1:
     if value is True or value is False or isinstance(value, np.bool_):
         return bool(value)
     raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
-
-
-cdef inline bint _overlaps(cnp.ndarray a, cnp.ndarray b):
-    cdef char* a0 = <char*>cnp.PyArray_DATA(a)
-    cdef char* b0 = <char*>cnp.PyArray_DATA(b)
-    cdef Py_ssize_t n = cnp.PyArray_NBYTES(a)
-    return a0 < b0 + cnp.PyArray_NBYTES(b) and b0 < a0 + n
-
-
-_ACTIVATIONS = {"silu": GNCPU_ACT_SILU, "relu": GNCPU_ACT_RELU, "gelu": GNCPU_ACT_GELU}
 
 
 cdef gncpu_activation _as_activation(object activation) except *:
@@ -161,247 +113,232 @@ cdef gncpu_activation _as_activation(object activation) except *:
         raise TypeError(
             f"activation must be None or a str, got {type(activation).__name__}")
     try:
-        return _ACTIVATIONS[activation]
+        return <gncpu_activation><int>_ACTIVATIONS[activation]
     except KeyError:
         raise ValueError(
             f"unknown activation {activation!r}; expected None, "
             + ", ".join(repr(name) for name in _ACTIVATIONS)) from None
 
 
-cdef _raise_status(gncpu_status status):
-    message = gncpu_status_message(status).decode()
-    if status == GNCPU_ERR_BAD_ISA:
-        raise ValueError(message)
-    if status in (GNCPU_ERR_BAD_GROUPS, GNCPU_ERR_BAD_EPS, GNCPU_ERR_BAD_SHAPE,
-                  GNCPU_ERR_BAD_ACTIVATION):
-        raise ValueError(message)
-    if status == GNCPU_ERR_OUT_OF_MEMORY:
-        raise MemoryError(message)
-    raise RuntimeError(f"gncpu internal error: {message}")
-
-
-# ---------------------------------------------------------------- group_norm
-
-def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, *, out=None,
-               activation=None, return_stats=False, channels_last=False):
-    """Group Normalization of ``x`` with shape (N, C, *spatial).
-
-    See gncpu.group_norm's docstring (in __init__.pyi / the README) for the
-    full contract.
-    """
-    cdef cnp.ndarray xa = _as_float_array(x)
-    cdef int ndim = xa.ndim
-    if ndim < 2:
-        raise ValueError(
-            f"x must have shape (N, C, *spatial), got shape {(<object>xa).shape}")
-
-    cdef int itemsize = cnp.PyArray_ITEMSIZE(xa)
-    if channels_last is not False:
-        if _as_flag(channels_last, "channels_last"):
-            return _group_norm_general(xa, True, num_groups, weight, bias, eps, out,
-                                       activation, return_stats)
-    if itemsize == 2 or (ndim >= 3 and _has_channels_last_strides(xa) and out is None):
-        return _group_norm_general(xa, False, num_groups, weight, bias, eps, out, activation,
-                                   return_stats)
-
-    cdef int typenum = cnp.NPY_FLOAT32 if itemsize == 4 else cnp.NPY_FLOAT64
-    cdef int64_t batch = xa.shape[0]
-    cdef int64_t channels = xa.shape[1]
-    cdef int64_t spatial = 1
-    cdef int d
-    for d in range(2, ndim):
-        spatial *= xa.shape[d]
-    cdef int64_t groups = _as_groups(num_groups, channels)
-    cdef double eps_value = _as_eps(eps)
-    w = _as_param(weight, channels, typenum, "weight")
-    b = _as_param(bias, channels, typenum, "bias")
-    cdef gncpu_activation act = _as_activation(activation)
-    cdef bint want_stats = _as_flag(return_stats, "return_stats")
-
-    native = cnp.PyArray_DescrFromType(typenum)
-    cdef cnp.ndarray y
-    cdef cnp.ndarray target = None  # set when out cannot be written directly
-    if out is None:
-        y = _new_output(ndim, xa.shape, typenum)
-    else:
-        _check_out(out, xa, native)
-        y = out
-        if not cnp.PyArray_ISALIGNED(y):
-            target = y
-            y = cnp.PyArray_EMPTY(ndim, xa.shape, typenum, 0)
-
-    if not _is_native_float_array(xa, typenum):
-        # Strided, Fortran-ordered, byte-swapped or misaligned: one copy.
-        xa = np.array(xa, dtype=native, order="C", copy=True)
-    elif (cnp.PyArray_DATA(xa) != cnp.PyArray_DATA(y)) and _overlaps(xa, y):
-        # Partial overlap would read values already overwritten; exact
-        # aliasing (out=x) is safe and stays in place.
-        xa = xa.copy()
-
-    cdef cnp.ndarray mean = None
-    cdef cnp.ndarray rstd = None
-    cdef void* mean_p = NULL
-    cdef void* rstd_p = NULL
-    if want_stats:
-        mean = np.empty((batch, groups), dtype=native)
-        rstd = np.empty((batch, groups), dtype=native)
-        mean_p = cnp.PyArray_DATA(mean)
-        rstd_p = cnp.PyArray_DATA(rstd)
-
-    if batch * channels * spatial == 0:
-        if want_stats:  # statistics of empty groups are undefined
-            mean.fill(np.nan)
-            rstd.fill(np.nan)
-        result = y if target is None else target
-        return (result, mean, rstd) if want_stats else result
-
-    cdef gncpu_status status
-    cdef int threads = _num_threads
-    cdef const void* wp = NULL if w is None else cnp.PyArray_DATA(<cnp.ndarray>w)
-    cdef const void* bp = NULL if b is None else cnp.PyArray_DATA(<cnp.ndarray>b)
-    cdef void* xp = cnp.PyArray_DATA(xa)
-    cdef void* yp = cnp.PyArray_DATA(y)
-    if batch * channels * spatial >= _RELEASE_GIL_ELEMENTS:
-        with nogil:
-            status = _run(typenum, xp, yp, batch, channels, spatial, groups, wp, bp,
-                          eps_value, act, mean_p, rstd_p, threads)
-    else:
-        status = _run(typenum, xp, yp, batch, channels, spatial, groups, wp, bp,
-                      eps_value, act, mean_p, rstd_p, threads)
-    if status != GNCPU_OK:
-        _raise_status(status)
-    if target is not None:
-        target[...] = y
-        y = target
-    return (y, mean, rstd) if want_stats else y
-
-
-cdef inline gncpu_status _run(int typenum, void* xp, void* yp, int64_t batch,
-                              int64_t channels, int64_t spatial, int64_t groups,
-                              const void* wp, const void* bp, double eps,
-                              gncpu_activation act, void* mean_p, void* rstd_p,
-                              int threads) noexcept nogil:
-    if typenum == cnp.NPY_FLOAT32:
-        return gncpu_group_norm_f32(<const float*>xp, <float*>yp, batch, channels, spatial,
-                                    groups, <const float*>wp, <const float*>bp, eps, act,
-                                    <float*>mean_p, <float*>rstd_p, threads)
-    return gncpu_group_norm_f64(<const double*>xp, <double*>yp, batch, channels, spatial,
-                                groups, <const double*>wp, <const double*>bp, eps, act,
-                                <double*>mean_p, <double*>rstd_p, threads)
+cdef object _as_param(object p, int64_t channels, object dtype, str name):
+    """weight/bias as a C-contiguous native array of the parameter dtype, or None."""
+    if p is None:
+        return None
+    if (cnp.PyArray_Check(p) and (<cnp.ndarray>p).dtype is dtype and (<cnp.ndarray>p).ndim == 1
+            and (<cnp.ndarray>p).shape[0] == channels and cnp.PyArray_ISCARRAY_RO(<cnp.ndarray>p)):
+        return p
+    arr = np.asarray(p)
+    if arr.dtype.kind not in "fiu":
+        raise TypeError(f"{name} must be a real-valued array, got dtype {arr.dtype}")
+    if arr.ndim != 1 or arr.shape[0] != channels:
+        raise ValueError(f"{name} must have shape ({channels},), got {arr.shape}")
+    return np.require(arr, dtype=dtype, requirements=["C", "A"])
 
 
 cdef bint _has_channels_last_strides(cnp.ndarray x):
     """An (N, C, *spatial) array laid out as (N, *spatial, C): the NCHW view of
     a channels-last tensor.  Such input goes to the channels-last kernel as it
     is, instead of being copied into NCHW order."""
-    if cnp.PyArray_IS_C_CONTIGUOUS(x) or x.shape[1] < 2:
+    if x.ndim < 3 or cnp.PyArray_IS_C_CONTIGUOUS(x) or x.shape[1] < 2:
         return False
     return np.moveaxis(x, 1, -1).flags.c_contiguous
 
 
-def _group_norm_general(cnp.ndarray xa, bint channels_last, num_groups, weight, bias, eps,
-                        out, activation, return_stats):
-    """Every dtype (float32, float64, float16, bfloat16) and both layouts.
-
-    channels_last=True: xa is (N, *spatial, C).  Otherwise xa is (N, C,
-    *spatial); when its strides are channels-last, the channels-last kernel
-    runs on it in place and the result has the same memory layout."""
-    cdef bint strided_nhwc = (not channels_last and out is None and xa.ndim >= 3
-                              and _has_channels_last_strides(xa))
-    if strided_nhwc:
-        xa = np.moveaxis(xa, 1, -1)  # a C-contiguous (N, *spatial, C) view, no copy
-    cdef bint nhwc = channels_last or strided_nhwc
-    dtype = xa.dtype
-    cdef int kind
-    if dtype.kind == "V":
-        kind, native, stats_dtype = 3, _bfloat16_dtype, np.dtype(np.float32)
-    elif dtype.itemsize == 2:
-        kind, native, stats_dtype = 2, np.dtype(np.float16), np.dtype(np.float32)
-    elif dtype.itemsize == 4:
-        kind, native, stats_dtype = 0, np.dtype(np.float32), np.dtype(np.float32)
-    else:
-        kind, native, stats_dtype = 1, np.dtype(np.float64), np.dtype(np.float64)
-    param_typenum = cnp.NPY_FLOAT64 if kind == 1 else cnp.NPY_FLOAT32
-
-    cdef int ndim = xa.ndim
-    shape = (<object>xa).shape
-    cdef int64_t batch = shape[0]
-    cdef int64_t channels = shape[ndim - 1] if nhwc else shape[1]
-    cdef int64_t spatial = 1
-    cdef int d
-    for d in range(1, ndim - 1) if nhwc else range(2, ndim):
-        spatial *= shape[d]
-    cdef int64_t groups = _as_groups(num_groups, channels)
-    cdef double eps_value = _as_eps(eps)
-    w = _as_param(weight, channels, param_typenum, "weight")
-    b = _as_param(bias, channels, param_typenum, "bias")
-    cdef gncpu_activation act = _as_activation(activation)
-    cdef bint want_stats = _as_flag(return_stats, "return_stats")
-    if out is not None:
-        _check_out(out, xa, native)
-    # One aligned, native-order, C-contiguous copy unless x already is one;
-    # and one when out overlaps x other than exactly.
-    if not (xa.flags.c_contiguous and xa.flags.aligned and dtype.isnative):
-        xa = np.array(xa, dtype=native, order="C", copy=True)
-    elif out is not None and np.may_share_memory(xa, out):
-        if cnp.PyArray_DATA(xa) != cnp.PyArray_DATA(<cnp.ndarray>out):
-            xa = xa.copy()
-    cdef cnp.ndarray target = None
-    cdef cnp.ndarray y
-    if out is None:
-        y = _new_output_of(xa, kind)
-    else:
-        y = out
-        if not y.flags.aligned:
-            target = y
-            y = np.empty(shape, dtype=native)
-    cdef cnp.ndarray mean = np.empty((batch, groups), stats_dtype) if want_stats else None
-    cdef cnp.ndarray rstd = np.empty((batch, groups), stats_dtype) if want_stats else None
-    if batch * channels * spatial == 0:
-        if want_stats:
-            mean.fill(np.nan)
-            rstd.fill(np.nan)
-    else:
-        _call_kernel(kind, nhwc, xa, y, batch, channels, spatial, groups, w, b, eps_value, act,
-                     mean, rstd)
-    if target is not None:
-        target[...] = y
-        y = target
-    result = np.moveaxis(y, -1, 1) if strided_nhwc else y
-    return (result, mean, rstd) if want_stats else result
+cdef _raise_invalid(gncpu_status status, const gncpu_problem* p, object eps):
+    """The exception for a status of gncpu_check_problem, in the caller's terms."""
+    if status == GNCPU_ERR_BAD_GROUPS:
+        if p.num_groups <= 0:
+            raise ValueError(f"num_groups must be positive, got {p.num_groups}")
+        raise ValueError(
+            f"num_groups ({p.num_groups}) must divide the number of channels ({p.channels})")
+    if status == GNCPU_ERR_BAD_EPS:
+        raise ValueError(f"eps must be finite and non-negative, got {eps!r}")
+    message = gncpu_status_message(status).decode()
+    if status == GNCPU_ERR_OUT_OF_MEMORY:
+        raise MemoryError(message)
+    if status in (GNCPU_ERR_BAD_SHAPE, GNCPU_ERR_BAD_ACTIVATION, GNCPU_ERR_BAD_ISA):
+        raise ValueError(message)
+    raise RuntimeError(f"gncpu internal error: {message}")
 
 
-cdef cnp.ndarray _new_output_of(cnp.ndarray xa, int kind):
-    """An output shaped like xa, for dtype kind 0-3, from the buffer cache when
-    large (bfloat16 is a view of uint16 storage: NumPy has no type number for it)."""
-    cdef int typenum = (cnp.NPY_FLOAT32, cnp.NPY_FLOAT64, cnp.NPY_FLOAT16, cnp.NPY_UINT16)[kind]
-    y = _new_output(xa.ndim, xa.shape, typenum)
-    return y.view(_bfloat16_dtype) if kind == 3 else y
+# -------------------------------------------------------------------- plan
+
+cdef inline bint _is_native_c_array(cnp.ndarray a):
+    """C-contiguous, aligned and in native byte order: the kernels read it as is."""
+    return cnp.PyArray_ISCARRAY_RO(a) and not cnp.PyArray_ISBYTESWAPPED(a)
 
 
-cdef _call_kernel(int kind, bint nhwc, cnp.ndarray xa, cnp.ndarray y, int64_t batch,
-                  int64_t channels, int64_t spatial, int64_t groups, object w, object b,
-                  double eps, gncpu_activation act, cnp.ndarray mean, cnp.ndarray rstd):
-    cdef const void* xp = cnp.PyArray_DATA(xa)
-    cdef void* yp = cnp.PyArray_DATA(y)
-    cdef const void* wp = NULL
-    cdef const void* bp = NULL
-    cdef void* mean_p = NULL
-    cdef void* rstd_p = NULL
-    if w is not None:
-        wp = cnp.PyArray_DATA(<cnp.ndarray>w)
-    if b is not None:
-        bp = cnp.PyArray_DATA(<cnp.ndarray>b)
-    if mean is not None:
-        mean_p = cnp.PyArray_DATA(mean)
-        rstd_p = cnp.PyArray_DATA(rstd)
-    cdef int threads = _num_threads
-    cdef gncpu_status status
-    with nogil:
-        status = gncpu_dispatch(kind, nhwc, xp, yp, batch, channels, spatial, groups, wp, bp,
-                                eps, act, mean_p, rstd_p, threads)
+cdef inline bint _overlaps(cnp.ndarray a, cnp.ndarray b):
+    cdef char* a0 = <char*>cnp.PyArray_DATA(a)
+    cdef char* b0 = <char*>cnp.PyArray_DATA(b)
+    return a0 < b0 + cnp.PyArray_NBYTES(b) and b0 < a0 + cnp.PyArray_NBYTES(a)
+
+
+cdef _check_out(object out, cnp.ndarray x, object dtype):
+    if not cnp.PyArray_Check(out):
+        raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
+    cdef cnp.ndarray o = out
+    if o.dtype != dtype:
+        raise TypeError(f"out must have dtype {dtype}, got {o.dtype}")
+    if out.shape != (<object>x).shape:
+        raise ValueError(f"out must have shape {(<object>x).shape}, got {out.shape}")
+    if not cnp.PyArray_IS_C_CONTIGUOUS(o):
+        raise ValueError("out must be C-contiguous")
+    if not cnp.PyArray_ISWRITEABLE(o):
+        raise ValueError("out is read-only")
+
+
+# The storage NumPy allocates for each gncpu_dtype (bfloat16: NumPy has no
+# type number for it, so its outputs are uint16 buffers viewed as bfloat16).
+cdef int[4] _STORAGE_TYPENUM = [cnp.NPY_FLOAT32, cnp.NPY_FLOAT64, cnp.NPY_FLOAT16,
+                                cnp.NPY_UINT16]
+
+
+cdef class _Call:
+    """One group_norm call: its C problem and the arrays behind its pointers."""
+    cdef gncpu_problem problem
+    cdef cnp.ndarray x, y, target, mean, rstd
+    cdef object weight, bias, native, param_dtype, eps
+    cdef bint want_stats, moved_axis
+
+    cdef parse(self, object x, object num_groups, object weight, object bias, object eps,
+               object activation, object return_stats, object channels_last, object out):
+        cdef gncpu_problem* p = &self.problem
+        cdef cnp.ndarray xa = _as_float_array(x)
+        cdef int ndim = xa.ndim
+        if ndim < 2:
+            raise ValueError(
+                f"x must have shape (N, C, *spatial), got shape {(<object>xa).shape}")
+        cdef bint nhwc = channels_last is not False and _as_flag(channels_last, "channels_last")
+        if not nhwc and out is None and _has_channels_last_strides(xa):
+            xa = np.moveaxis(xa, 1, -1)  # a C-contiguous (N, *spatial, C) view, no copy
+            nhwc = self.moved_axis = True
+        p.dtype = <gncpu_dtype>_dtype_of(xa)
+        p.layout = GNCPU_NHWC if nhwc else GNCPU_NCHW
+        p.batch = xa.shape[0]
+        p.channels = xa.shape[ndim - 1] if nhwc else xa.shape[1]
+        p.spatial = 1
+        cdef int d
+        for d in range(1, ndim - 1) if nhwc else range(2, ndim):
+            p.spatial *= xa.shape[d]
+        p.num_groups = _as_groups(num_groups, p.channels)
+        p.eps = _as_eps(eps)
+        if p.dtype == GNCPU_F64:
+            self.native = self.param_dtype = np.dtype(np.float64)
+        else:
+            self.param_dtype = np.dtype(np.float32)
+            self.native = (self.param_dtype if p.dtype == GNCPU_F32 else
+                           np.dtype(np.float16) if p.dtype == GNCPU_F16 else
+                           xa.dtype.newbyteorder("="))
+        self.weight = _as_param(weight, p.channels, self.param_dtype, "weight")
+        self.bias = _as_param(bias, p.channels, self.param_dtype, "bias")
+        p.activation = _as_activation(activation)
+        self.want_stats = _as_flag(return_stats, "return_stats")
+        p.num_threads = _num_threads
+        # The pointers come with the plan; every value is checked now.
+        cdef gncpu_status status = gncpu_check_problem(p)
+        if status != GNCPU_OK and status != GNCPU_ERR_NULL_POINTER:
+            _raise_invalid(status, p, eps)
+        self.x = xa
+
+    cdef plan(self, object out):
+        cdef gncpu_problem* p = &self.problem
+        cdef cnp.ndarray xa = self.x
+        if out is None:
+            self.y = _new_output(xa.ndim, xa.shape, _STORAGE_TYPENUM[<int>p.dtype])
+            if p.dtype == GNCPU_BF16:
+                self.y = self.y.view(self.native)
+        else:
+            _check_out(out, xa, self.native)
+            self.y = out
+            if not cnp.PyArray_ISALIGNED(self.y):  # computed aside, then copied in
+                self.target = self.y
+                self.y = np.empty_like(out)
+        if not _is_native_c_array(xa):
+            # Strided, Fortran-ordered, byte-swapped or misaligned: one copy.
+            self.x = np.array(xa, dtype=self.native, order="C", copy=True)
+        elif cnp.PyArray_DATA(xa) != cnp.PyArray_DATA(self.y) and _overlaps(xa, self.y):
+            # Partial overlap would read values already overwritten; exact
+            # aliasing (out=x) is safe and stays in place.
+            self.x = xa.copy()
+        p.x = cnp.PyArray_DATA(self.x)
+        p.y = cnp.PyArray_DATA(self.y)
+        p.weight = NULL if self.weight is None else cnp.PyArray_DATA(<cnp.ndarray>self.weight)
+        p.bias = NULL if self.bias is None else cnp.PyArray_DATA(<cnp.ndarray>self.bias)
+        if self.want_stats:
+            self.mean = np.empty((p.batch, p.num_groups), self.param_dtype)
+            self.rstd = np.empty((p.batch, p.num_groups), self.param_dtype)
+            p.mean = cnp.PyArray_DATA(self.mean)
+            p.rstd = cnp.PyArray_DATA(self.rstd)
+
+    cdef object execute(self):
+        cdef gncpu_status status
+        if self.problem.batch * self.problem.channels * self.problem.spatial >= _RELEASE_GIL_ELEMENTS:
+            with nogil:
+                status = gncpu_group_norm(&self.problem)
+        else:
+            status = gncpu_group_norm(&self.problem)
+        if status != GNCPU_OK:
+            _raise_invalid(status, &self.problem, self.eps)
+        cdef cnp.ndarray y = self.y
+        if self.target is not None:
+            self.target[...] = y
+            y = self.target
+        result = np.moveaxis(y, -1, 1) if self.moved_axis else y
+        return (result, self.mean, self.rstd) if self.want_stats else result
+
+
+# -------------------------------------------------------------- group_norm
+
+def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, *, out=None,
+               activation=None, return_stats=False, channels_last=False):
+    """Group Normalization of ``x``, shape (N, C, *spatial).
+
+    Statistics are taken per (example, group) over C/num_groups channels x
+    all spatial positions, with the population variance::
+
+        y = (x - mean) / sqrt(var + eps) * weight[c] + bias[c]
+
+    x: float32, float64, float16 or bfloat16 (ml_dtypes) array_like; 16-bit
+        values are computed in float32.  The result has x's dtype.
+    num_groups: a positive integer dividing C.
+    weight, bias: None (ones, zeros) or 1-D of length C, any real dtype.
+    eps: finite and non-negative.
+    out: a C-contiguous, writable array of x's shape and dtype (``out=x``
+        works in place); the function then returns it.
+    activation: None, "silu", "relu" or "gelu", applied in the same pass.
+    return_stats: also return each group's mean and 1/sqrt(var + eps), shape
+        (N, num_groups), float32 (float64 for float64 x).
+    channels_last: x is (N, *spatial, C).  An NCHW-shaped view of
+        channels-last memory is recognised without this flag.
+
+    ValueError for values out of range, TypeError for wrong types; nothing is
+    written when either is raised.  See the README for the full contract.
+    """
+    cdef _Call call = _Call.__new__(_Call)
+    call.eps = eps
+    call.parse(x, num_groups, weight, bias, eps, activation, return_stats, channels_last, out)
+    call.plan(out)
+    return call.execute()
+
+
+def _check_layer(num_groups, num_channels, eps, activation):
+    """GroupNorm's arguments, checked as group_norm checks them."""
+    if num_channels > _MAX_GROUPS:  # not representable in the C problem
+        raise ValueError(f"num_channels ({num_channels}) is too large")
+    cdef gncpu_problem p
+    p.dtype = GNCPU_F32
+    p.layout = GNCPU_NCHW
+    p.batch = p.spatial = 0
+    p.channels = num_channels
+    p.num_groups = _as_groups(num_groups, p.channels)
+    p.eps = _as_eps(eps)
+    p.activation = _as_activation(activation)
+    p.x = p.y = p.weight = p.bias = p.mean = p.rstd = NULL
+    p.num_threads = 1
+    cdef gncpu_status status = gncpu_check_problem(&p)
     if status != GNCPU_OK:
-        _raise_status(status)
+        _raise_invalid(status, &p, eps)
 
 
 # ------------------------------------------------------------------ threads
@@ -425,14 +362,10 @@ def openmp_enabled():
     return bool(gncpu_openmp_enabled())
 
 
-def _omp_max_threads():
-    return gncpu_omp_max_threads()
-
-
 # --------------------------------------------------------------------- ISAs
 
 def _isa_names(predicate):
-    return tuple(gncpu_isa_name(i).decode() for i in range(GNCPU_ISA_COUNT) if predicate(i))
+    return tuple(gncpu_isa_name(i).decode() for i in range(gncpu_isa_count()) if predicate(i))
 
 
 def compiled_isas():
@@ -454,7 +387,7 @@ def set_isa(name):
     """Switch to the kernel ``name``; ValueError unless it is in supported_isas()."""
     if not isinstance(name, str):
         raise TypeError(f"ISA name must be a str, got {type(name).__name__}")
-    for i in range(GNCPU_ISA_COUNT):
+    for i in range(gncpu_isa_count()):
         if gncpu_isa_name(i).decode() == name:
             if gncpu_set_isa(i) == GNCPU_OK:
                 return

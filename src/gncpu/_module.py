@@ -4,7 +4,7 @@ import operator
 
 import numpy as np
 
-from ._core import group_norm
+from ._core import _check_layer, group_norm
 
 
 def _positive_int(value, name):
@@ -39,9 +39,7 @@ class GroupNorm:
             raise ValueError(
                 f"num_channels ({self.num_channels}) must be divisible by "
                 f"num_groups ({self.num_groups})")
-        # eps and activation are validated as group_norm does, by a zero-size call.
-        group_norm(np.empty((0, self.num_channels), np.float32), self.num_groups, eps=eps,
-                   activation=activation)
+        _check_layer(self.num_groups, self.num_channels, eps, activation)
         self.eps = float(eps)
         self.activation = activation
         if not isinstance(channels_last, (bool, np.bool_)):

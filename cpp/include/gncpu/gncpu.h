@@ -1,11 +1,21 @@
-/* gncpu: Group Normalization on the CPU.  C API on raw pointers.
+/* gncpu: Group Normalization on the CPU.  A C API on raw pointers.
  *
- * All tensors are C-contiguous NCHW buffers: `batch` examples, each of
- * `channels` channels of `spatial` contiguous values (spatial = the product of
- * every dimension after the channel one).  Statistics are computed per
- * (example, group) over channels/num_groups channels x spatial positions.
+ * One entry point, gncpu_group_norm, takes a gncpu_problem: what the tensor
+ * holds (dtype), how it is laid out (layout), its sizes, the pointers and the
+ * options.  Any binding (NumPy, PyTorch, plain C) fills one in and calls it;
+ * nothing else is needed to reach the kernels.
  *
- * Every entry point validates its arguments and writes nothing unless it
+ * A tensor holds `batch` examples of `channels` channels and `spatial`
+ * positions (spatial = the product of every dimension that is neither the
+ * batch nor the channel one), C-contiguous in one of two layouts:
+ *   GNCPU_NCHW: x[n][c][s]  (each channel's positions contiguous)
+ *   GNCPU_NHWC: x[n][s][c]  (each position's channels contiguous: channels-last)
+ * Statistics are taken per (example, group) over channels/num_groups channels
+ * x all spatial positions, with the population variance:
+ *   y = act((x - mean) / sqrt(var + eps) * weight[c] + bias[c])
+ * The result is the same in both layouts (the NHWC one is its transpose).
+ *
+ * Every call validates the whole problem first and writes nothing unless it
  * returns GNCPU_OK.  `y` may equal `x` (in place) but must not overlap it
  * otherwise.
  */
@@ -21,102 +31,96 @@ extern "C" {
 
 typedef enum gncpu_status {
     GNCPU_OK = 0,
-    GNCPU_ERR_NULL_POINTER = 1,   /* x or y is NULL while the tensor is not empty */
-    GNCPU_ERR_BAD_SHAPE = 2,      /* a negative size */
+    GNCPU_ERR_NULL_POINTER = 1,   /* problem, x or y is NULL while the tensor is not empty */
+    GNCPU_ERR_BAD_SHAPE = 2,      /* a negative size, or one whose element count overflows */
     GNCPU_ERR_BAD_GROUPS = 3,     /* num_groups <= 0 or not dividing channels */
     GNCPU_ERR_BAD_EPS = 4,        /* eps negative, NaN or infinite */
     GNCPU_ERR_BAD_ISA = 5,        /* set_isa: not compiled in or not runnable here */
     GNCPU_ERR_BAD_ACTIVATION = 6, /* not a gncpu_activation */
-    GNCPU_ERR_OUT_OF_MEMORY = 7   /* channels-last scratch could not be allocated */
+    GNCPU_ERR_OUT_OF_MEMORY = 7,  /* per-thread scratch could not be allocated */
+    GNCPU_ERR_BAD_DTYPE = 8,      /* not a gncpu_dtype */
+    GNCPU_ERR_BAD_LAYOUT = 9      /* not a gncpu_layout */
 } gncpu_status;
+
+/* How x and y hold their values.  The 16-bit formats are computed in float32.
+ * weight, bias, mean and rstd have the *parameter type*: double for
+ * GNCPU_F64, float for every other dtype. */
+typedef enum gncpu_dtype {
+    GNCPU_F32 = 0,   /* float */
+    GNCPU_F64 = 1,   /* double */
+    GNCPU_F16 = 2,   /* IEEE binary16 bit patterns (uint16_t) */
+    GNCPU_BF16 = 3,  /* bfloat16 bit patterns (uint16_t) */
+    GNCPU_DTYPE_COUNT = 4
+} gncpu_dtype;
+
+typedef enum gncpu_layout {
+    GNCPU_NCHW = 0,  /* x[n][c][s] */
+    GNCPU_NHWC = 1,  /* x[n][s][c], channels-last */
+    GNCPU_LAYOUT_COUNT = 2
+} gncpu_layout;
 
 /* Applied to the normalised, scaled and shifted value, in the same pass. */
 typedef enum gncpu_activation {
     GNCPU_ACT_NONE = 0,
-    GNCPU_ACT_SILU = 1,   /* y * sigmoid(y), as in Stable Diffusion's ResNet blocks */
-    GNCPU_ACT_RELU = 2,   /* max(y, 0) */
-    GNCPU_ACT_GELU = 3,   /* 0.5 y (1 + erf(y / sqrt 2)) */
+    GNCPU_ACT_SILU = 1,  /* v * sigmoid(v), as in Stable Diffusion's ResNet blocks */
+    GNCPU_ACT_RELU = 2,  /* max(v, 0) */
+    GNCPU_ACT_GELU = 3,  /* 0.5 v (1 + erf(v / sqrt 2)) */
     GNCPU_ACT_COUNT = 4
 } gncpu_activation;
 
-/* Instruction-set bundles, named as the kernels that use them. */
-typedef enum gncpu_isa {
-    GNCPU_ISA_SCALAR = 0,  /* portable C++, any CPU */
-    GNCPU_ISA_AVX2 = 1,    /* AVX2 + FMA (Haswell, Zen and later) */
-    GNCPU_ISA_AVX512 = 2,  /* AVX-512 F/BW/DQ/VL (Skylake-SP, Zen 4 and later) */
-    GNCPU_ISA_NEON = 3,    /* Advanced SIMD, every AArch64 CPU */
-    GNCPU_ISA_COUNT = 4
-} gncpu_isa;
+typedef struct gncpu_problem {
+    gncpu_dtype dtype;
+    gncpu_layout layout;
+    int64_t batch;
+    int64_t channels;
+    int64_t spatial;
+    int64_t num_groups;
+    const void* x;       /* batch * channels * spatial values of dtype */
+    void* y;             /* the same; may equal x */
+    const void* weight;  /* NULL (all ones) or `channels` values of the parameter type */
+    const void* bias;    /* NULL (all zeros) or `channels` values of the parameter type */
+    void* mean;          /* NULL, or batch * num_groups values of the parameter type */
+    void* rstd;          /* that receive each group's mean and 1/sqrt(var + eps), (n, g) order */
+    double eps;
+    gncpu_activation activation;
+    int num_threads;     /* at most this many; values below 1 mean 1 */
+} gncpu_problem;
 
-/* weight, bias: NULL (ones, zeros) or `channels` values.
- * mean_out, rstd_out: NULL, or batch * num_groups values each (row-major
- * (batch, group)) that receive each group's mean and 1/sqrt(var + eps). */
-gncpu_status gncpu_group_norm_f32(const float* x, float* y, int64_t batch,
-                                  int64_t channels, int64_t spatial,
-                                  int64_t num_groups, const float* weight,
-                                  const float* bias, double eps,
-                                  gncpu_activation activation,
-                                  float* mean_out, float* rstd_out,
-                                  int num_threads);
-gncpu_status gncpu_group_norm_f64(const double* x, double* y, int64_t batch,
-                                  int64_t channels, int64_t spatial,
-                                  int64_t num_groups, const double* weight,
-                                  const double* bias, double eps,
-                                  gncpu_activation activation,
-                                  double* mean_out, double* rstd_out,
-                                  int num_threads);
-/* 16-bit storage, computed in float32: x and y hold IEEE binary16 (f16) or
- * bfloat16 (bf16) bit patterns; weight, bias and the statistics are float. */
-gncpu_status gncpu_group_norm_f16(const uint16_t* x, uint16_t* y, int64_t batch,
-                                  int64_t channels, int64_t spatial,
-                                  int64_t num_groups, const float* weight,
-                                  const float* bias, double eps,
-                                  gncpu_activation activation,
-                                  float* mean_out, float* rstd_out,
-                                  int num_threads);
-gncpu_status gncpu_group_norm_bf16(const uint16_t* x, uint16_t* y, int64_t batch,
-                                   int64_t channels, int64_t spatial,
-                                   int64_t num_groups, const float* weight,
-                                   const float* bias, double eps,
-                                   gncpu_activation activation,
-                                   float* mean_out, float* rstd_out,
-                                   int num_threads);
-/* Channels-last (NHWC): x and y hold `batch` examples of `spatial` positions
- * of `channels` contiguous values, x[n][s][c].  Same arguments and results
- * as the NCHW functions above (the result equals theirs transposed). */
-#define GNCPU_DECLARE_NHWC(suffix, Stored, Compute)                                      gncpu_status gncpu_group_norm_nhwc_##suffix(                                             const Stored* x, Stored* y, int64_t batch, int64_t channels, int64_t spatial,         int64_t num_groups, const Compute* weight, const Compute* bias, double eps,          gncpu_activation activation, Compute* mean_out, Compute* rstd_out,                   int num_threads);
-GNCPU_DECLARE_NHWC(f32, float, float)
-GNCPU_DECLARE_NHWC(f64, double, double)
-GNCPU_DECLARE_NHWC(f16, uint16_t, float)
-GNCPU_DECLARE_NHWC(bf16, uint16_t, float)
-#undef GNCPU_DECLARE_NHWC
+/* Validates `problem`, then computes y (and mean/rstd when asked). */
+gncpu_status gncpu_group_norm(const gncpu_problem* problem);
+
+/* The validation alone: GNCPU_OK exactly when gncpu_group_norm would run.
+ * Lets a binding refuse bad arguments before it allocates anything. */
+gncpu_status gncpu_check_problem(const gncpu_problem* problem);
 
 const char* gncpu_status_message(gncpu_status status);
+const char* gncpu_activation_name(int activation);  /* "none", "silu"...; NULL out of range */
+const char* gncpu_dtype_name(int dtype);            /* "float32"...; NULL out of range */
 
 /* Copies nbytes with the same threading policy as the kernels: the floor
  * that benchmarks compare against. */
-void gncpu_parallel_copy(void* dst, const void* src, size_t nbytes,
-                         int num_threads);
+void gncpu_parallel_copy(void* dst, const void* src, size_t nbytes, int num_threads);
 
-/* Runtime dispatch.  The active ISA is chosen when the library loads (the
- * best one the CPU and OS support) and can be changed with gncpu_set_isa. */
-const char* gncpu_isa_name(int isa);        /* NULL when out of range */
-int gncpu_isa_compiled(int isa);            /* built into this binary */
-int gncpu_isa_supported(int isa);           /* compiled and runnable here */
+/* Runtime dispatch.  ISAs are numbered 0 .. gncpu_isa_count() - 1, from the
+ * portable kernel up to the most preferred; the active one is chosen when the
+ * library loads (the best the CPU and OS support) and changed by
+ * gncpu_set_isa. */
+int gncpu_isa_count(void);
+const char* gncpu_isa_name(int isa);  /* "scalar", "avx2", ...; NULL out of range */
+int gncpu_isa_compiled(int isa);      /* built into this binary */
+int gncpu_isa_supported(int isa);     /* compiled and runnable here */
 int gncpu_active_isa(void);
 gncpu_status gncpu_set_isa(int isa);
 
 /* Threads. */
 int gncpu_openmp_enabled(void);
-int gncpu_omp_max_threads(void);            /* 1 without OpenMP */
 /* 1 in a process forked after this library loaded: OpenMP runtimes are not
  * fork-safe, so such a process computes serially (correct, not parallel). */
 int gncpu_in_forked_child(void);
 
 /* Scheduling knobs, for tests that must reach every code path on a small
  * machine.  Zero restores the default.  Not for production use. */
-void gncpu_set_tuning(int64_t cache_budget_bytes,
-                      int64_t min_elements_per_thread,
+void gncpu_set_tuning(int64_t cache_budget_bytes, int64_t min_elements_per_thread,
                       int64_t streaming_threshold_bytes);
 int64_t gncpu_cache_budget_bytes(void);
 

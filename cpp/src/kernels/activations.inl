@@ -1,0 +1,106 @@
+// Activations fused into the normalisation: one specialisation of Activation
+// per gncpu_activation value, each with
+//   lanes<L>(v)  float32 lanes (vectorised exp/erf, see exp_neg_f32), and
+//   scalar(v)    float64, through libm per lane: exact to double rounding, and
+//                exp/erf stay real library functions (no inline code shared
+//                between ISAs).
+
+// exp(-x) for float32 lanes (the activations need the negative exponent; the
+// sign is folded into the constants).  -x = n*ln2 + r, |r| <= ln2/2, exp(r)
+// by a degree-6 polynomial (Cephes' expf coefficients, about 1 ulp), times
+// 2^n.  Rounding to the integer n is adding 1.5 * 2^23 (+127, the exponent
+// bias), which leaves n + 127 in the low mantissa bits for pow2_biased.  The
+// clamps take the constant first so that a NaN passes through, and keep the
+// result finite and below 2^128.
+template <class L>
+inline typename L::V exp_neg_f32(typename L::V x) {
+    using V = typename L::V;
+    const V shifter = L::set1(12582912.0f + 127.0f);  // 0x1.8p23 + 127
+    x = L::max(L::set1(-88.37626f), L::min(L::set1(87.33654f), x));
+    const V t = L::mul_add(x, L::set1(-1.44269504088896341f), shifter);
+    const V n = L::sub(t, shifter);
+    V r = L::neg_mul_sub(n, L::set1(0.693359375f), x);  // -x - n * ln2 (high part)
+    r = L::mul_add(n, L::set1(2.12194440e-4f), r);      // ... - n * ln2 (low part)
+    V p = L::set1(1.9875691500e-4f);
+    p = L::mul_add(p, r, L::set1(1.3981999507e-3f));
+    p = L::mul_add(p, r, L::set1(8.3334519073e-3f));
+    p = L::mul_add(p, r, L::set1(4.1665795894e-2f));
+    p = L::mul_add(p, r, L::set1(1.6666665459e-1f));
+    p = L::mul_add(p, r, L::set1(5.0000001201e-1f));
+    p = L::mul_add(L::mul(p, r), r, L::add(r, L::set1(1.0f)));
+    return L::mul(p, L::pow2_biased(t));
+}
+
+// erf(a) for a >= 0 (Abramowitz & Stegun 7.1.26, absolute error <= 1.5e-7).
+template <class L>
+inline typename L::V erf_nonnegative_f32(typename L::V a) {
+    using V = typename L::V;
+    const V one = L::set1(1.0f);
+    const V t = L::div(one, L::mul_add(L::set1(0.3275911f), a, one));
+    V p = L::set1(1.061405429f);
+    p = L::mul_add(p, t, L::set1(-1.453152027f));
+    p = L::mul_add(p, t, L::set1(1.421413741f));
+    p = L::mul_add(p, t, L::set1(-0.284496736f));
+    p = L::mul_add(p, t, L::set1(0.254829592f));
+    const V e = exp_neg_f32<L>(L::mul(a, a));
+    return L::sub(one, L::mul(L::mul(p, t), e));
+}
+
+template <int kActivation>
+struct Activation;
+
+template <>
+struct Activation<GNCPU_ACT_NONE> {
+    template <class L>
+    static typename L::V lanes(typename L::V v) { return v; }
+    static double scalar(double v) { return v; }
+};
+
+template <>
+struct Activation<GNCPU_ACT_SILU> {  // v * sigmoid(v) = v / (1 + exp(-v))
+    template <class L>
+    static typename L::V lanes(typename L::V v) {
+        return L::div(v, L::add(L::set1(1.0f), exp_neg_f32<L>(v)));
+    }
+    static double scalar(double v) { return v / (1.0 + exp(-v)); }
+};
+
+template <>
+struct Activation<GNCPU_ACT_RELU> {
+    template <class L>
+    static typename L::V lanes(typename L::V v) { return L::max(L::zero(), v); }
+    static double scalar(double v) { return v < 0.0 ? 0.0 : v; }  // NaN stays NaN
+};
+
+template <>
+struct Activation<GNCPU_ACT_GELU> {  // erf form, as PyTorch's default
+    // 0.5 * v * (1 + erf(v / sqrt 2)) = 0.5 * (v + |v| erf(|v| / sqrt 2))
+    template <class L>
+    static typename L::V lanes(typename L::V v) {
+        const typename L::V magnitude = L::max(v, L::sub(L::zero(), v));
+        const typename L::V e = erf_nonnegative_f32<L>(L::mul(magnitude, L::set1(0.70710678f)));
+        return L::mul(L::set1(0.5f), L::mul_add(magnitude, e, v));
+    }
+    static double scalar(double v) { return 0.5 * v * (1.0 + erf(v * 0.70710678118654752440)); }
+};
+
+template <class L, int kAct>
+inline typename L::V activate(typename L::V v) {
+    using T = typename L::T;
+    if constexpr (kAct == GNCPU_ACT_NONE) {
+        return v;
+    } else if constexpr (sizeof(T) == 4) {
+        return Activation<kAct>::template lanes<L>(v);
+    } else {
+        alignas(64) T lanes[L::width];
+        L::store(lanes, v);
+        for (int i = 0; i < L::width; ++i) lanes[i] = static_cast<T>(Activation<kAct>::scalar(lanes[i]));
+        return L::load(lanes);
+    }
+}
+
+template <class L, int kAct>
+inline typename L::V normalize_lanes(typename L::V v, typename L::V center,
+                                     typename L::V scale, typename L::V offset) {
+    return activate<L, kAct>(L::mul_add(L::sub(v, center), scale, offset));
+}

@@ -1,0 +1,31 @@
+// Helpers every loop uses: the horizontal sum and partial vectors.
+
+// Pairwise, in double: a short dependency chain (log2(width) adds), and a
+// fixed order, so the result never depends on anything but the lanes.
+template <class L>
+inline double lanes_sum(typename L::V v) {
+    alignas(64) typename L::T lanes[L::width];
+    L::store(lanes, v);
+    double partial[L::width];
+    for (int i = 0; i < L::width; ++i) partial[i] = static_cast<double>(lanes[i]);
+    for (int step = 1; step < L::width; step *= 2) {
+        for (int i = 0; i + step < L::width; i += 2 * step) partial[i] += partial[i + step];
+    }
+    return partial[0];
+}
+
+// Tails go through a full-width vector so that every element sees exactly the
+// same lane arithmetic wherever a row happens to be cut.
+template <class S>
+inline typename S::Lanes::V load_partial(const typename S::Stored* p, int64_t n) {
+    alignas(64) typename S::Stored buf[S::Lanes::width];
+    for (int64_t i = 0; i < S::Lanes::width; ++i) buf[i] = i < n ? p[i] : typename S::Stored(0);
+    return S::load(buf);
+}
+
+template <class S>
+inline void store_partial(typename S::Stored* p, typename S::Lanes::V v, int64_t n) {
+    alignas(64) typename S::Stored buf[S::Lanes::width];
+    S::store(buf, v);
+    for (int64_t i = 0; i < n; ++i) p[i] = buf[i];
+}

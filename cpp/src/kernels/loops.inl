@@ -1,0 +1,33 @@
+// The kernel loops, written once for every ISA.
+//
+// Included by kernel_<isa>.cpp *inside an anonymous namespace*, after that
+// file has defined two lane types, F32 and F64, each providing:
+//   T, V, width, zero(), set1(T), load(const T*), store(T*, V),
+//   stream(T*, V) (a non-temporal store to a width-aligned address, or a plain
+//   store where the ISA has none), add(V, V), sub(V, V), mul_add(a, b, c) = a*b + c,
+// and a function fence_streams() that orders streaming stores.
+// F32 also provides
+//   for the fused activations (activations.inl): mul, div, max, min (x86
+//     semantics: the second operand when either is NaN),
+//     neg_mul_sub(a, b, c) = -(a*b) - c, pow2_biased (2^n from n + 1.5 * 2^23 + 127);
+//   for 16-bit storage (codecs.inl): H, a vector of width 16-bit values, with
+//     store16(uint16_t*, H) and stream16 (its non-temporal store, 16-bit-vector
+//     aligned; a plain store where the ISA has none); load_half / to_half
+//     (IEEE binary16 <-> float, round to nearest even); load_bf16 (bfloat16 ->
+//     float); and the integer lanes the bfloat16 rounding rule needs: U,
+//     as_bits(V), bits_set1, bits_add, bits_and, bits_or, bits_shr16 (logical),
+//     select_nan(v, if_nan, otherwise) and high_halves(U) -> H.
+//
+// Everything here therefore has internal linkage in each ISA's object, and it
+// must not call inline library templates (std::min and friends), which would
+// be shared between objects compiled for different ISAs.
+//
+// The loops are written over a *storage* policy S (codecs.inl): how values are
+// held in memory (S::Stored) and the lanes they are computed in (S::Lanes).
+
+#include "kernels/codecs.inl"
+#include "kernels/common.inl"
+#include "kernels/activations.inl"
+#include "kernels/nchw.inl"
+#include "kernels/nhwc.inl"
+#include "kernels/table.inl"

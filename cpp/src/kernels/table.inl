@@ -1,0 +1,29 @@
+// The table each ISA exports (see kernel_table.h), built as a constant
+// expression: every (dtype, layout, streaming, activation) instantiation of
+// the loops, indexed by the enum values of gncpu.h.
+
+template <class S, int... kActs>
+constexpr NchwKernels<typename S::Stored, typename S::Lanes::T> nchw_kernels(
+        std::integer_sequence<int, kActs...>) {
+    return {&block_moments<S>,
+            {{&normalize_rows<S, false, kActs>...}, {&normalize_rows<S, true, kActs>...}}};
+}
+
+template <class S, int... kActs>
+constexpr NhwcKernels<typename S::Stored, typename S::Lanes::T> nhwc_kernels(
+        std::integer_sequence<int, kActs...>) {
+    return {&nhwc_channel_sums<S>,
+            {{&nhwc_normalize<S, false, kActs>...}, {&nhwc_normalize<S, true, kActs>...}}};
+}
+
+template <class S>
+constexpr KernelsFor<typename S::Stored, typename S::Lanes::T> kernels_for() {
+    using Activations = std::make_integer_sequence<int, GNCPU_ACT_COUNT>;
+    return {nchw_kernels<S>(Activations{}), nhwc_kernels<S>(Activations{})};
+}
+
+constexpr KernelTable make_kernel_table(const char* name) {
+#define GNCPU_TABLE_ENTRY(value, field, Stored, Compute, storage) kernels_for<storage>(),
+    return {name, GNCPU_DTYPE_LIST(GNCPU_TABLE_ENTRY)};
+#undef GNCPU_TABLE_ENTRY
+}

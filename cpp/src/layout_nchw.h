@@ -1,0 +1,92 @@
+// NCHW for the scheduler (schedule.h): an item is one group, a contiguous run
+// of channels_per_group rows of `spatial` values, cut into fixed 8 KiB blocks.
+#ifndef GNCPU_LAYOUT_NCHW_H
+#define GNCPU_LAYOUT_NCHW_H
+
+#include <stdint.h>
+
+#include <vector>
+
+#include "schedule.h"
+
+namespace gncpu {
+
+// 8 KiB keeps a block in L1 while block_moments re-reads it (see cpp/README.md).
+constexpr int64_t kNchwBlockBytes = 8 * 1024;
+
+template <class S, class C>
+struct NchwLayout : Tensors<S, C> {
+    using Compute = C;
+    struct Worker {
+        C center;
+        std::vector<C> scale, offset;  // per channel of the group
+    };
+
+    const NchwKernels<S, C>& kernels;
+    typename NchwKernels<S, C>::Normalize normalize_rows;  // for the activation and streaming
+    int64_t spatial, groups_per_example, channels_per_group, group_size, block_len;
+    int64_t items, blocks_per_item;
+
+    NchwLayout(const NchwKernels<S, C>& k, const gncpu_problem& p)
+        : Tensors<S, C>(p),
+          kernels(k),
+          spatial(p.spatial),
+          groups_per_example(p.num_groups),
+          channels_per_group(p.channels / p.num_groups),
+          group_size(channels_per_group * p.spatial),
+          block_len(kNchwBlockBytes / static_cast<int64_t>(sizeof(S))),
+          items(p.batch * p.num_groups),
+          blocks_per_item((group_size + block_len - 1) / block_len) {
+        normalize_rows = k.normalize[streams_output<S>(p.batch * p.channels * p.spatial)]
+                                    [p.activation];
+    }
+
+    static constexpr int64_t groups_per_item() { return 1; }
+    int64_t item_bytes() const { return group_size * static_cast<int64_t>(sizeof(S)); }
+    int64_t block_count(int64_t block) const {
+        const int64_t left = group_size - block * block_len;
+        return left < block_len ? left : block_len;
+    }
+
+    void reserve(Worker& w) const {
+        const size_t n = static_cast<size_t>(channels_per_group);
+        if (w.scale.size() < n) w.scale.resize(n), w.offset.resize(n);
+    }
+
+    void block_moments(Worker&, int64_t group, int64_t block, BlockMoments* out) const {
+        *out = kernels.block_moments(this->x + group * group_size + block * block_len,
+                                     block_count(block));
+    }
+
+    void prepare(Worker& w, int64_t group, const GroupStats* stats) const {
+        const int64_t first_channel = (group % groups_per_example) * channels_per_group;
+        w.center = group_center<C>(stats[0]);
+        fold_affine(stats[0], this->weight, this->bias, first_channel, channels_per_group,
+                    w.scale.data(), w.offset.data());
+    }
+
+    // Rows cut by the span's ends go one at a time; whole rows in one call.
+    void normalize(Worker& w, int64_t group, int64_t first_block, int64_t end_block) const {
+        const int64_t base = group * group_size;
+        const int64_t end = end_block * block_len < group_size ? end_block * block_len : group_size;
+        int64_t pos = first_block * block_len;
+        while (pos < end) {
+            const int64_t row = pos / spatial;
+            const int64_t col = pos - row * spatial;
+            int64_t rows = 1, len = spatial - col;
+            if (col != 0 || end - pos < spatial) {
+                if (len > end - pos) len = end - pos;
+            } else {
+                rows = (end - pos) / spatial;
+                len = spatial;
+            }
+            normalize_rows(this->x + base + pos, this->y + base + pos, rows, len, w.center,
+                           w.scale.data() + row, w.offset.data() + row);
+            pos += rows * len;
+        }
+    }
+};
+
+}  // namespace gncpu
+
+#endif  // GNCPU_LAYOUT_NCHW_H

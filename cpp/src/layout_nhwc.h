@@ -1,0 +1,130 @@
+// Channels-last (NHWC) for the scheduler (schedule.h): an item is one example,
+// `spatial` rows of `channels` values, in which a group is a band of
+// channels_per_group columns.  Rows are cut into fixed blocks (their number
+// depends on the channel count only, never on the thread count); per block the
+// kernel sums deviations per channel, and block_moments turns them into
+// per-group moments (re-summing the block about the found means when a
+// first-row center was poor, as the NCHW block_moments does).
+#ifndef GNCPU_LAYOUT_NHWC_H
+#define GNCPU_LAYOUT_NHWC_H
+
+#include <stdint.h>
+
+#include <vector>
+
+#include "schedule.h"
+
+namespace gncpu {
+
+// 64 Ki elements per block (the kernel itself flushes its float lanes into
+// double sums every 64 rows, so a block's length does not cost accuracy);
+// large blocks amortise the per-channel work of each block.
+constexpr int64_t kNhwcBlockElements = 64 * 1024;
+
+template <class S, class C>
+struct NhwcLayout : Tensors<S, C> {
+    using Compute = C;
+    // The channel arrays of the block and of the example.
+    struct Worker {
+        std::vector<C> center, example_center, scale, offset;
+        std::vector<double> dev, sq, mean, m2;
+    };
+
+    const NhwcKernels<S, C>& kernels;
+    typename NhwcKernels<S, C>::Normalize normalize_run;  // for the activation and streaming
+    int64_t spatial, channels, groups, channels_per_group, rows_per_block;
+    int64_t items, blocks_per_item;
+
+    NhwcLayout(const NhwcKernels<S, C>& k, const gncpu_problem& p)
+        : Tensors<S, C>(p),
+          kernels(k),
+          spatial(p.spatial),
+          channels(p.channels),
+          groups(p.num_groups),
+          channels_per_group(p.channels / p.num_groups),
+          rows_per_block(kNhwcBlockElements / p.channels > 0 ? kNhwcBlockElements / p.channels : 1),
+          items(p.batch),
+          blocks_per_item((p.spatial + rows_per_block - 1) / rows_per_block) {
+        normalize_run = k.normalize[streams_output<S>(p.batch * p.channels * p.spatial)]
+                                   [p.activation];
+    }
+
+    int64_t groups_per_item() const { return groups; }
+    int64_t item_bytes() const { return spatial * channels * static_cast<int64_t>(sizeof(S)); }
+    int64_t block_rows(int64_t block) const {
+        const int64_t left = spatial - block * rows_per_block;
+        return left < rows_per_block ? left : rows_per_block;
+    }
+    int64_t block_count(int64_t block) const { return block_rows(block) * channels_per_group; }
+
+    void reserve(Worker& w) const {
+        const size_t n = static_cast<size_t>(channels);
+        if (w.center.size() >= n) return;
+        const size_t padded = n + static_cast<size_t>(kNhwcParamPad);  // see NhwcKernels
+        w.center.resize(n), w.example_center.resize(padded), w.scale.resize(padded);
+        w.offset.resize(padded), w.dev.resize(n), w.sq.resize(n), w.mean.resize(n), w.m2.resize(n);
+    }
+
+    void block_moments(Worker& w, int64_t example, int64_t block, BlockMoments* out) const {
+        const int64_t rows = block_rows(block);
+        const S* x = this->x + (example * spatial + block * rows_per_block) * channels;
+        const double inv_rows = 1.0 / static_cast<double>(rows);
+        kernels.channel_sums(x, rows, channels, nullptr, w.center.data(), w.dev.data(), w.sq.data());
+        for (int pass = 0; pass < 2; ++pass) {
+            bool poor_center = false;
+            for (int64_t c = 0; c < channels; ++c) {
+                const double shift = w.dev[c] * inv_rows;
+                const double m2 = w.sq[c] - w.dev[c] * shift;
+                w.mean[c] = static_cast<double>(w.center[c]) + shift;
+                w.m2[c] = m2 < 0.0 ? 0.0 : m2;
+                poor_center |= static_cast<double>(rows) * shift * shift > 16.0 * w.m2[c];
+            }
+            if (!poor_center || pass == 1) break;
+            for (int64_t c = 0; c < channels; ++c) w.center[c] = static_cast<C>(w.mean[c]);
+            kernels.channel_sums(x, rows, channels, w.center.data(), w.center.data(), w.dev.data(),
+                                 w.sq.data());
+        }
+        // Every channel of the block has the same count, so the group's moments
+        // are the mean of the channel means and M2 = sum M2_c + rows * sum
+        // (mean_c - mean)^2: Chan's formula for equal counts, without a division
+        // per channel (those divisions dominated channels-last at first).
+        const double inv_cpg = 1.0 / static_cast<double>(channels_per_group);
+        for (int64_t g = 0; g < groups; ++g) {
+            const int64_t c0 = g * channels_per_group, c1 = c0 + channels_per_group;
+            double sum_mean = 0.0, sum_m2 = 0.0;
+            for (int64_t c = c0; c < c1; ++c) sum_mean += w.mean[c], sum_m2 += w.m2[c];
+            const double mean = sum_mean * inv_cpg;
+            double spread = 0.0;
+            for (int64_t c = c0; c < c1; ++c) spread += (w.mean[c] - mean) * (w.mean[c] - mean);
+            out[g] = BlockMoments{mean, sum_m2 + static_cast<double>(rows) * spread};
+        }
+    }
+
+    // Per-channel center, scale and offset, wrapped around past the last channel.
+    void prepare(Worker& w, int64_t, const GroupStats* stats) const {
+        for (int64_t g = 0; g < groups; ++g) {
+            const int64_t c0 = g * channels_per_group;
+            const C center = group_center<C>(stats[g]);
+            for (int64_t c = c0; c < c0 + channels_per_group; ++c) w.example_center[c] = center;
+            fold_affine(stats[g], this->weight, this->bias, c0, channels_per_group,
+                        w.scale.data() + c0, w.offset.data() + c0);
+        }
+        for (int64_t i = channels; i < channels + kNhwcParamPad; ++i) {
+            w.example_center[i] = w.example_center[i % channels];
+            w.scale[i] = w.scale[i % channels];
+            w.offset[i] = w.offset[i % channels];
+        }
+    }
+
+    void normalize(Worker& w, int64_t example, int64_t first_block, int64_t end_block) const {
+        const int64_t r0 = first_block * rows_per_block;
+        const int64_t r1 = end_block * rows_per_block < spatial ? end_block * rows_per_block : spatial;
+        const int64_t offset = (example * spatial + r0) * channels;
+        normalize_run(this->x + offset, this->y + offset, r1 - r0, channels,
+                      w.example_center.data(), w.scale.data(), w.offset.data());
+    }
+};
+
+}  // namespace gncpu
+
+#endif  // GNCPU_LAYOUT_NHWC_H

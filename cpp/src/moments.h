@@ -1,0 +1,75 @@
+// From block moments to the numbers the kernels apply, written once for
+// every layout: Chan's combination of blocks, and the affine fold with the
+// mean held as center + residual.  Compiled for the baseline CPU (never
+// include this from a kernel_<isa>.cpp).  cpp/README.md has the math.
+#ifndef GNCPU_MOMENTS_H
+#define GNCPU_MOMENTS_H
+
+#include <math.h>
+#include <stdint.h>
+
+#include "kernel_table.h"
+
+namespace gncpu {
+
+struct GroupStats {
+    double mean;
+    double rstd;  // 1 / sqrt(var + eps)
+};
+
+// Chan, Golub & LeVeque's pairwise update, in double.  Blocks are always
+// added in block order, so the result does not depend on who computed them.
+struct MomentsAccumulator {
+    double count = 0.0;
+    double mean = 0.0;
+    double m2 = 0.0;
+
+    void add(const BlockMoments& block, int64_t block_count) {
+        const double n = static_cast<double>(block_count);
+        if (count == 0.0) {
+            count = n;
+            mean = block.mean;
+            m2 = block.m2;
+            return;
+        }
+        const double total = count + n;
+        const double delta = block.mean - mean;
+        mean += delta * (n / total);
+        m2 += block.m2 + delta * delta * (count * n / total);
+        count = total;
+    }
+
+    GroupStats finish(double eps) const {
+        const double variance = m2 / count;
+        return GroupStats{mean, 1.0 / sqrt(variance + eps)};
+    }
+};
+
+// The mean is applied as center + residual: center = the mean rounded to C,
+// and the residual goes into the per-channel offset.  Computing
+// (x - center) * scale + offset keeps the subtraction exact when |x| >> std,
+// where folding the mean into the offset (x * scale + (bias - mean * scale))
+// would cancel catastrophically.
+template <class C>
+inline C group_center(const GroupStats& stats) {
+    return static_cast<C>(stats.mean);
+}
+
+// scale[i] and offset[i] of channels first_channel + i, i < count; weight and
+// bias may be null (ones, zeros).
+template <class C>
+inline void fold_affine(const GroupStats& stats, const C* weight, const C* bias,
+                        int64_t first_channel, int64_t count, C* scale, C* offset) {
+    const double residual = stats.mean - static_cast<double>(group_center<C>(stats));
+    for (int64_t i = 0; i < count; ++i) {
+        const int64_t c = first_channel + i;
+        const double a = stats.rstd * (weight ? static_cast<double>(weight[c]) : 1.0);
+        const double b = bias ? static_cast<double>(bias[c]) : 0.0;
+        scale[i] = static_cast<C>(a);
+        offset[i] = static_cast<C>(b - residual * a);
+    }
+}
+
+}  // namespace gncpu
+
+#endif  // GNCPU_MOMENTS_H

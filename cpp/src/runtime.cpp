@@ -1,0 +1,129 @@
+// Threads, tuning knobs and fork safety (see runtime.h), and the C API's
+// runtime entry points.
+#include "runtime.h"
+
+#include <string.h>
+
+#include <algorithm>
+#include <atomic>
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#endif
+
+#include "cpu_features.h"
+#include "gncpu/gncpu.h"
+
+namespace gncpu {
+namespace {
+
+// Below this many elements per thread, waking a team costs more than it saves.
+constexpr int64_t kDefaultMinElementsPerThread = 32 * 1024;
+
+// Above this many bytes of x + y the output cannot stay cached anyway: write it
+// with non-temporal stores.  Below it, the next layer reads y from cache, and
+// streaming would push it out (measured: 1.4x -> 1.1x of a copy on a 64 MiB
+// tensor, slower on cache-sized ones).  The L3 a server part or a VM reports
+// is shared by every core of the socket (480 MiB on a Xeon whose 2-vCPU VM
+// keeps about 64 MiB: streaming wins from ~80 MiB of x + y, 1.6x -> 1.1x of a
+// copy at 128 MiB), hence the cap.
+constexpr int64_t kMaxStreamingThresholdBytes = int64_t{64} << 20;
+
+// Test overrides (gncpu_set_tuning); zero means the default.
+std::atomic<int64_t> g_cache_budget_override{0};
+std::atomic<int64_t> g_min_elements_override{0};
+std::atomic<int64_t> g_streaming_override{0};
+
+// libgomp is not fork-safe (GCC PR 60035): a child forked after the parent
+// used its thread pool hangs in the next parallel region.  multiprocessing
+// forks by default on Linux, so a forked child runs gncpu serially instead.
+std::atomic<bool> g_in_forked_child{false};
+
+#if defined(__unix__) || defined(__APPLE__)
+void mark_forked_child() { g_in_forked_child.store(true, std::memory_order_relaxed); }
+const int g_fork_handler_registered = pthread_atfork(nullptr, nullptr, mark_forked_child);
+#endif
+
+int64_t min_elements_per_thread() {
+    const int64_t forced = g_min_elements_override.load(std::memory_order_relaxed);
+    return forced > 0 ? forced : kDefaultMinElementsPerThread;
+}
+
+}  // namespace
+
+int64_t cache_budget_bytes() {
+    const int64_t forced = g_cache_budget_override.load(std::memory_order_relaxed);
+    if (forced > 0) return forced;
+    // Half of L2: the other half holds the output lines being written.
+    static const int64_t budget = l2_cache_bytes() / 2;
+    return budget;
+}
+
+int64_t streaming_threshold_bytes() {
+    const int64_t forced = g_streaming_override.load(std::memory_order_relaxed);
+    if (forced > 0) return forced;
+    static const int64_t threshold = std::min(l3_cache_bytes(), kMaxStreamingThresholdBytes);
+    return threshold;
+}
+
+int threads_for(int64_t work_elements, int requested) {
+#if defined(_OPENMP)
+    if (g_in_forked_child.load(std::memory_order_relaxed)) return 1;
+    int64_t threads = requested < 1 ? 1 : requested;
+    const int64_t useful = work_elements / min_elements_per_thread();
+    if (threads > useful) threads = useful < 1 ? 1 : useful;
+    return static_cast<int>(threads);
+#else
+    (void)work_elements;
+    (void)requested;
+    return 1;
+#endif
+}
+
+}  // namespace gncpu
+
+extern "C" {
+
+void gncpu_parallel_copy(void* dst, const void* src, size_t nbytes, int num_threads) {
+    const int threads = gncpu::threads_for(static_cast<int64_t>(nbytes / 4), num_threads);
+    char* d = static_cast<char*>(dst);
+    const char* s = static_cast<const char*>(src);
+    if (threads <= 1) {
+        memcpy(d, s, nbytes);
+        return;
+    }
+    // Cache-line-aligned chunks, one per thread, as the kernels split work.
+    const size_t chunk = ((nbytes + threads - 1) / threads + 63) & ~static_cast<size_t>(63);
+#if defined(_OPENMP)
+#pragma omp parallel for num_threads(threads) schedule(static)
+#endif
+    for (int t = 0; t < threads; ++t) {
+        const size_t begin = chunk * static_cast<size_t>(t);
+        if (begin >= nbytes) continue;
+        const size_t len = nbytes - begin < chunk ? nbytes - begin : chunk;
+        memcpy(d + begin, s + begin, len);
+    }
+}
+
+int gncpu_openmp_enabled(void) {
+#if defined(_OPENMP)
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+int gncpu_in_forked_child(void) {
+    return gncpu::g_in_forked_child.load(std::memory_order_relaxed) ? 1 : 0;
+}
+
+void gncpu_set_tuning(int64_t cache_budget_bytes, int64_t min_elements_per_thread,
+                      int64_t streaming_threshold_bytes) {
+    gncpu::g_cache_budget_override.store(cache_budget_bytes > 0 ? cache_budget_bytes : 0);
+    gncpu::g_min_elements_override.store(min_elements_per_thread > 0 ? min_elements_per_thread : 0);
+    gncpu::g_streaming_override.store(streaming_threshold_bytes > 0 ? streaming_threshold_bytes : 0);
+}
+
+int64_t gncpu_cache_budget_bytes(void) { return gncpu::cache_budget_bytes(); }
+
+}  // extern "C"
