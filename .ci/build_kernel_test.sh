@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds cpp/tests/test_kernels with the per-ISA flags setup.py uses.
+# Builds cpp/tests/test_kernels with the per-ISA flags setup.py uses (both read
+# them from cpp/src/isa_list.h through cpp/isa_flags.py).
 #   .ci/build_kernel_test.sh CXX OUTPUT ARCH [extra flags...]   (ARCH: x86_64 | aarch64)
 set -euo pipefail
 cxx=$1 out=$2 arch=$3
@@ -16,18 +17,18 @@ compile() {  # source, flags...
     shift
     "$cxx" "${common[@]}" "${isa_defs[@]}" "$@" -c "$source" -o "$objdir/$(basename "$source" .cpp).o"
 }
-case "$arch" in
-    x86_64)
-        isa_defs=(-DGNCPU_HAVE_AVX2 -DGNCPU_HAVE_AVX512)
-        compile "$src/kernel_avx2.cpp" -mavx2 -mfma -mf16c
-        compile "$src/kernel_avx512.cpp" -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx2 -mfma -mf16c
-        ;;
-    aarch64)
-        isa_defs=(-DGNCPU_HAVE_NEON)
-        compile "$src/kernel_neon.cpp"
-        ;;
-    *) echo "unknown arch $arch" >&2; exit 2 ;;
-esac
-for f in cpu_features dispatch group_norm kernel_scalar; do compile "$src/$f.cpp"; done
+case "$arch" in x86_64 | aarch64) ;; *) echo "unknown arch $arch" >&2; exit 2 ;; esac
+# The kernels and their flags come from the one ISA list (cpp/src/isa_list.h).
+built=()
+while IFS=$'\t' read -r name flags; do
+    # shellcheck disable=SC2086  # flags are words
+    compile "$src/kernel_$name.cpp" $flags
+    built+=("${name^^}")
+done < <(python3 "$root/cpp/isa_flags.py" "$arch")
+for id in $(python3 "$root/cpp/isa_flags.py" --ids); do
+    [ "$id" = SCALAR ] && continue
+    if [[ " ${built[*]} " == *" $id "* ]]; then isa_defs+=("-DGNCPU_HAVE_$id=1"); else isa_defs+=("-DGNCPU_HAVE_$id=0"); fi
+done
+for f in c_api cpu_features dispatch runtime kernel_scalar; do compile "$src/$f.cpp"; done
 compile "$root/cpp/tests/test_kernels.cpp"
 "$cxx" -fopenmp "$objdir"/*.o -o "$out"

@@ -1,7 +1,8 @@
 // C++ test of the core, without Python: every ISA this CPU runs against a
 // long-double reference, the ISAs against each other, and bitwise determinism
-// across thread counts.  Built natively, under qemu for other x86 CPUs, and
-// cross-compiled for AArch64 by .ci/aarch64.sh / .ci/emulated_x86.sh.
+// across thread counts.  .ci/emulated.sh builds it (.ci/build_kernel_test.sh)
+// natively, runs it under qemu for other x86 CPUs, and cross-compiles it for
+// AArch64.
 //
 //   test_kernels [expected-isa]    exits non-zero on any failure; with an
 //                                  argument, also checks which ISA is active.
@@ -64,25 +65,35 @@ long double activate(long double v, gncpu_activation act) {
     }
 }
 
+gncpu_problem problem(gncpu_dtype dtype, gncpu_layout layout, const void* x, void* y,
+                      const Shape& s, const void* w, const void* b, double eps,
+                      gncpu_activation act, int threads) {
+    gncpu_problem p;
+    p.dtype = dtype;
+    p.layout = layout;
+    p.batch = s.batch;
+    p.channels = s.channels;
+    p.spatial = s.spatial;
+    p.num_groups = s.groups;
+    p.x = x;
+    p.y = y;
+    p.weight = w;
+    p.bias = b;
+    p.mean = nullptr;
+    p.rstd = nullptr;
+    p.eps = eps;
+    p.activation = act;
+    p.num_threads = threads;
+    return p;
+}
+
 template <class T>
 gncpu_status run(const std::vector<T>& x, std::vector<T>& y, const Shape& s,
                  const std::vector<T>& w, const std::vector<T>& b, int threads,
-                 gncpu_activation act = GNCPU_ACT_NONE);
-
-template <>
-gncpu_status run<float>(const std::vector<float>& x, std::vector<float>& y, const Shape& s,
-                        const std::vector<float>& w, const std::vector<float>& b, int threads,
-                        gncpu_activation act) {
-    return gncpu_group_norm_f32(x.data(), y.data(), s.batch, s.channels, s.spatial, s.groups,
-                                w.data(), b.data(), 1e-5, act, nullptr, nullptr, threads);
-}
-
-template <>
-gncpu_status run<double>(const std::vector<double>& x, std::vector<double>& y, const Shape& s,
-                         const std::vector<double>& w, const std::vector<double>& b,
-                         int threads, gncpu_activation act) {
-    return gncpu_group_norm_f64(x.data(), y.data(), s.batch, s.channels, s.spatial, s.groups,
-                                w.data(), b.data(), 1e-5, act, nullptr, nullptr, threads);
+                 gncpu_activation act = GNCPU_ACT_NONE) {
+    const gncpu_problem p = problem(sizeof(T) == 4 ? GNCPU_F32 : GNCPU_F64, GNCPU_NCHW, x.data(),
+                                    y.data(), s, w.data(), b.data(), 1e-5, act, threads);
+    return gncpu_group_norm(&p);
 }
 
 template <class T>
@@ -97,7 +108,7 @@ void check_shape(const Shape& s, double mean, double std_dev, double tolerance,
     const std::vector<long double> expected = reference(x, s, w, b, 1e-5);
 
     std::vector<std::vector<T>> by_isa;
-    for (int isa = 0; isa < GNCPU_ISA_COUNT; ++isa) {
+    for (int isa = 0; isa < gncpu_isa_count(); ++isa) {
         if (!gncpu_isa_supported(isa)) continue;
         gncpu_set_isa(isa);
         std::vector<T> y(x.size());
@@ -182,17 +193,15 @@ void check_16bit(bool bf16, std::mt19937_64& rng) {
     }
     const std::vector<long double> expected = reference(xf, s, w, b, 1e-5);
     const long double relative = bf16 ? 1.0L / 128 : 1.0L / 1024;
-    for (int isa = 0; isa < GNCPU_ISA_COUNT; ++isa) {
+    for (int isa = 0; isa < gncpu_isa_count(); ++isa) {
         if (!gncpu_isa_supported(isa)) continue;
         gncpu_set_isa(isa);
         std::vector<uint16_t> y(n), z(n);
         auto run16 = [&](std::vector<uint16_t>& out, int threads) {
-            return bf16 ? gncpu_group_norm_bf16(x.data(), out.data(), s.batch, s.channels, s.spatial,
-                                                s.groups, w.data(), b.data(), 1e-5, GNCPU_ACT_NONE,
-                                                nullptr, nullptr, threads)
-                        : gncpu_group_norm_f16(x.data(), out.data(), s.batch, s.channels, s.spatial,
-                                               s.groups, w.data(), b.data(), 1e-5, GNCPU_ACT_NONE,
-                                               nullptr, nullptr, threads);
+            const gncpu_problem p = problem(bf16 ? GNCPU_BF16 : GNCPU_F16, GNCPU_NCHW, x.data(),
+                                            out.data(), s, w.data(), b.data(), 1e-5,
+                                            GNCPU_ACT_NONE, threads);
+            return gncpu_group_norm(&p);
         };
         CHECK(run16(y, 1) == GNCPU_OK, "status");
         int bad = 0;
@@ -229,13 +238,13 @@ void check_channels_last(std::mt19937_64& rng) {
         // The outliers make outputs of magnitude ~30: 1e-5 per unit of output.
         long double scale = 1;
         for (long double v : expected) scale = fabsl(v) > scale ? fabsl(v) : scale;
-        for (int isa = 0; isa < GNCPU_ISA_COUNT; ++isa) {
+        for (int isa = 0; isa < gncpu_isa_count(); ++isa) {
             if (!gncpu_isa_supported(isa)) continue;
             gncpu_set_isa(isa);
             std::vector<float> y(n), z(n);
-            CHECK(gncpu_group_norm_nhwc_f32(nhwc.data(), y.data(), s.batch, s.channels, s.spatial,
-                                            s.groups, w.data(), b.data(), 1e-5, GNCPU_ACT_NONE,
-                                            nullptr, nullptr, 1) == GNCPU_OK, "nhwc status");
+            const gncpu_problem one = problem(GNCPU_F32, GNCPU_NHWC, nhwc.data(), y.data(), s,
+                                              w.data(), b.data(), 1e-5, GNCPU_ACT_NONE, 1);
+            CHECK(gncpu_group_norm(&one) == GNCPU_OK, "nhwc status");
             double worst = 0;
             for (int64_t e = 0; e < s.batch; ++e)
                 for (int64_t c = 0; c < s.channels; ++c)
@@ -245,9 +254,9 @@ void check_channels_last(std::mt19937_64& rng) {
                         worst = err > worst || err != err ? err : worst;
                     }
             CHECK(worst <= 1e-5 * scale, "%s channels-last: error %.3g", gncpu_isa_name(isa), worst);
-            gncpu_group_norm_nhwc_f32(nhwc.data(), z.data(), s.batch, s.channels, s.spatial,
-                                      s.groups, w.data(), b.data(), 1e-5, GNCPU_ACT_NONE, nullptr,
-                                      nullptr, 3);
+            const gncpu_problem three = problem(GNCPU_F32, GNCPU_NHWC, nhwc.data(), z.data(), s,
+                                                w.data(), b.data(), 1e-5, GNCPU_ACT_NONE, 3);
+            gncpu_group_norm(&three);
             CHECK(memcmp(y.data(), z.data(), n * sizeof(float)) == 0,
                   "%s channels-last: threads differ", gncpu_isa_name(isa));
         }
@@ -259,7 +268,7 @@ void check_channels_last(std::mt19937_64& rng) {
 int main(int argc, char** argv) {
     const int best = gncpu_active_isa();
     printf("active ISA: %s; supported:", gncpu_isa_name(best));
-    for (int isa = 0; isa < GNCPU_ISA_COUNT; ++isa)
+    for (int isa = 0; isa < gncpu_isa_count(); ++isa)
         if (gncpu_isa_supported(isa)) printf(" %s", gncpu_isa_name(isa));
     printf("; OpenMP %s\n", gncpu_openmp_enabled() ? "on" : "off");
     if (argc > 1) CHECK(strcmp(argv[1], gncpu_isa_name(best)) == 0, "expected ISA %s", argv[1]);
@@ -291,12 +300,13 @@ int main(int argc, char** argv) {
     check_channels_last(rng);
 
     // A constant group gives exactly the bias.
-    for (int isa = 0; isa < GNCPU_ISA_COUNT; ++isa) {
+    for (int isa = 0; isa < gncpu_isa_count(); ++isa) {
         if (!gncpu_isa_supported(isa)) continue;
         gncpu_set_isa(isa);
         std::vector<float> x(2 * 4 * 100, 1000.5f), y(x.size()), w(4, 2.0f), b = {1, 2, 3, 4};
-        gncpu_group_norm_f32(x.data(), y.data(), 2, 4, 100, 2, w.data(), b.data(), 1e-5,
-                             GNCPU_ACT_NONE, nullptr, nullptr, 1);
+        const gncpu_problem p = problem(GNCPU_F32, GNCPU_NCHW, x.data(), y.data(), {2, 4, 100, 2},
+                                        w.data(), b.data(), 1e-5, GNCPU_ACT_NONE, 1);
+        gncpu_group_norm(&p);
         for (size_t i = 0; i < y.size(); ++i)
             CHECK(y[i] == b[(i / 100) % 4], "%s: constant group", gncpu_isa_name(isa));
     }
@@ -304,15 +314,26 @@ int main(int argc, char** argv) {
 
     // Bad arguments are refused without writing.
     std::vector<float> x(24, 1.0f), y(24, -1.0f);
-    CHECK(gncpu_group_norm_f32(x.data(), y.data(), 2, 6, 2, 4, nullptr, nullptr, 1e-5, GNCPU_ACT_NONE, nullptr,
-                               nullptr, 1) ==
-              GNCPU_ERR_BAD_GROUPS, "groups");
-    CHECK(gncpu_group_norm_f32(x.data(), y.data(), 2, 6, 2, 3, nullptr, nullptr, -1, GNCPU_ACT_NONE, nullptr,
-                               nullptr, 1) ==
-              GNCPU_ERR_BAD_EPS, "eps");
-    CHECK(gncpu_group_norm_f32(nullptr, y.data(), 2, 6, 2, 3, nullptr, nullptr, 1e-5, GNCPU_ACT_NONE, nullptr,
-                               nullptr, 1) ==
-              GNCPU_ERR_NULL_POINTER, "null");
+    const gncpu_problem good =
+        problem(GNCPU_F32, GNCPU_NCHW, x.data(), y.data(), {2, 6, 2, 3}, nullptr, nullptr, 1e-5,
+                GNCPU_ACT_NONE, 1);
+    CHECK(gncpu_check_problem(&good) == GNCPU_OK, "a good problem");
+    gncpu_problem bad = good;
+    bad.num_groups = 4;
+    CHECK(gncpu_group_norm(&bad) == GNCPU_ERR_BAD_GROUPS, "groups");
+    bad = good, bad.eps = -1;
+    CHECK(gncpu_group_norm(&bad) == GNCPU_ERR_BAD_EPS, "eps");
+    bad = good, bad.x = nullptr;
+    CHECK(gncpu_group_norm(&bad) == GNCPU_ERR_NULL_POINTER, "null x");
+    bad = good, bad.dtype = static_cast<gncpu_dtype>(GNCPU_DTYPE_COUNT);
+    CHECK(gncpu_group_norm(&bad) == GNCPU_ERR_BAD_DTYPE, "dtype");
+    bad = good, bad.layout = static_cast<gncpu_layout>(-1);
+    CHECK(gncpu_group_norm(&bad) == GNCPU_ERR_BAD_LAYOUT, "layout");
+    bad = good, bad.activation = static_cast<gncpu_activation>(GNCPU_ACT_COUNT);
+    CHECK(gncpu_group_norm(&bad) == GNCPU_ERR_BAD_ACTIVATION, "activation");
+    bad = good, bad.spatial = -1;
+    CHECK(gncpu_group_norm(&bad) == GNCPU_ERR_BAD_SHAPE, "shape");
+    CHECK(gncpu_group_norm(nullptr) == GNCPU_ERR_NULL_POINTER, "null problem");
     for (float v : y) CHECK(v == -1.0f, "an error path wrote");
 
     if (failures) {
