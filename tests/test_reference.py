@@ -143,7 +143,6 @@ def test_bad_shapes(x, groups):
         reference.group_norm(x, groups)
 
 
-@pytest.mark.xfail(strict=False, reason="needs `from . import reference` in gncpu/__init__.py")
 def test_reachable_as_gncpu_reference():
     code = "import gncpu; print(gncpu.reference.group_norm([[1.0, 3.0]], 1, eps=0.0))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -51,7 +51,7 @@ struct PortableLanes {
         for (int i = 0; i < N; ++i) c.lane[i] = a.lane[i] * b.lane[i] + c.lane[i];
         return c;
     }
-    // For the float32 activation math (see kernel_loops.inl).
+    // For the float32 activation math (see kernels/activations.inl).
     static V mul(V a, V b) {
         for (int i = 0; i < N; ++i) a.lane[i] *= b.lane[i];
         return a;

@@ -19,7 +19,7 @@ struct NchwLayout : Tensors<S, C> {
     using Compute = C;
     struct Worker {
         C center;
-        std::vector<C> scale, offset;  // per channel of the group
+        ThreadVector<C> scale, offset;  // per channel of the group
     };
 
     const NchwKernels<S, C>& kernels;

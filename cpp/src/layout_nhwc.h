@@ -26,8 +26,8 @@ struct NhwcLayout : Tensors<S, C> {
     using Compute = C;
     // The channel arrays of the block and of the example.
     struct Worker {
-        std::vector<C> center, example_center, scale, offset;
-        std::vector<double> dev, sq, mean, m2;
+        ThreadVector<C> center, example_center, scale, offset;
+        ThreadVector<double> dev, sq, mean, m2;
     };
 
     const NhwcKernels<S, C>& kernels;

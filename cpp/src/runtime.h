@@ -3,7 +3,11 @@
 #ifndef GNCPU_RUNTIME_H
 #define GNCPU_RUNTIME_H
 
+#include <stddef.h>
 #include <stdint.h>
+
+#include <new>
+#include <vector>
 
 #if defined(_OPENMP)
 #include <omp.h>
@@ -36,6 +40,33 @@ inline TeamPosition team_position() {
     return TeamPosition{0, 1};
 #endif
 }
+
+// An allocator of whole cache lines.  Per-thread scratch is allocated by the
+// calling thread, one piece after another: with malloc's packing, the small
+// arrays of two threads would share lines, and every write would bounce the
+// line between cores (measured: 1x320x64x64 on 2 threads 1.5x slower).
+constexpr size_t kCacheLineBytes = 64;
+
+template <class T>
+struct CacheLineAllocator {
+    using value_type = T;
+    CacheLineAllocator() = default;
+    template <class U>
+    CacheLineAllocator(const CacheLineAllocator<U>&) {}
+    T* allocate(size_t n) {
+        const size_t bytes = (n * sizeof(T) + kCacheLineBytes - 1) / kCacheLineBytes * kCacheLineBytes;
+        return static_cast<T*>(::operator new(bytes, std::align_val_t{kCacheLineBytes}));
+    }
+    void deallocate(T* p, size_t) { ::operator delete(p, std::align_val_t{kCacheLineBytes}); }
+    template <class U>
+    bool operator==(const CacheLineAllocator<U>&) const { return true; }
+    template <class U>
+    bool operator!=(const CacheLineAllocator<U>&) const { return false; }
+};
+
+// The vector type of every per-thread scratch array.
+template <class T>
+using ThreadVector = std::vector<T, CacheLineAllocator<T>>;
 
 }  // namespace gncpu
 

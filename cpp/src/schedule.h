@@ -56,12 +56,13 @@ bool streams_output(int64_t elements) {
     return 2 * elements * static_cast<int64_t>(sizeof(S)) > streaming_threshold_bytes();
 }
 
+// Each on its own cache lines (see CacheLineAllocator).
 template <class Layout>
-struct ThreadState {
+struct alignas(kCacheLineBytes) ThreadState {
     typename Layout::Worker layout;
-    std::vector<MomentsAccumulator> accumulators;  // one per group of the item
-    std::vector<BlockMoments> block;               // one block's moments
-    std::vector<GroupStats> stats;
+    ThreadVector<MomentsAccumulator> accumulators;  // one per group of the item
+    ThreadVector<BlockMoments> block;               // one block's moments
+    ThreadVector<GroupStats> stats;
 
     void reserve(const Layout& layout_policy) {
         layout_policy.reserve(layout);

@@ -24,6 +24,7 @@ from ._core import (
     set_output_cache_limit,
     supported_isas,
 )
+from . import reference
 from ._module import GroupNorm
 from ._threads import default_num_threads
 from ._version import __version__
@@ -39,6 +40,7 @@ __all__ = [
     "isa",
     "openmp_enabled",
     "output_cache_info",
+    "reference",
     "set_isa",
     "set_num_threads",
     "set_output_cache_limit",

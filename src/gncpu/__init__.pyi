@@ -3,6 +3,7 @@ from typing import Any, Literal, Optional, Tuple
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from . import reference as reference
 from ._module import GroupNorm as GroupNorm
 
 __version__: str

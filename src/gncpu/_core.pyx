@@ -35,6 +35,10 @@ cdef int64_t _RELEASE_GIL_ELEMENTS = 32 * 1024
 # Larger num_groups cannot be a divisor of any tensor's channel count.
 cdef object _MAX_GROUPS = 2**62
 
+_FLOAT32 = np.dtype(np.float32)
+_FLOAT64 = np.dtype(np.float64)
+_FLOAT16 = np.dtype(np.float16)
+
 # Activation names as the C core spells them; None is the Python spelling of
 # GNCPU_ACT_NONE.
 _ACTIVATIONS = {gncpu_activation_name(i).decode(): i for i in range(1, GNCPU_ACT_COUNT)}
@@ -224,11 +228,11 @@ cdef class _Call:
         p.num_groups = _as_groups(num_groups, p.channels)
         p.eps = _as_eps(eps)
         if p.dtype == GNCPU_F64:
-            self.native = self.param_dtype = np.dtype(np.float64)
+            self.native = self.param_dtype = _FLOAT64
         else:
-            self.param_dtype = np.dtype(np.float32)
-            self.native = (self.param_dtype if p.dtype == GNCPU_F32 else
-                           np.dtype(np.float16) if p.dtype == GNCPU_F16 else
+            self.param_dtype = _FLOAT32
+            self.native = (_FLOAT32 if p.dtype == GNCPU_F32 else
+                           _FLOAT16 if p.dtype == GNCPU_F16 else
                            xa.dtype.newbyteorder("="))
         self.weight = _as_param(weight, p.channels, self.param_dtype, "weight")
         self.bias = _as_param(bias, p.channels, self.param_dtype, "bias")
@@ -341,92 +345,4 @@ def _check_layer(num_groups, num_channels, eps, activation):
         _raise_invalid(status, &p, eps)
 
 
-# ------------------------------------------------------------------ threads
-
-def set_num_threads(n):
-    """Set the number of threads gncpu's kernels may use (>= 1)."""
-    global _num_threads
-    value = _as_integer(n, "the thread count")
-    if value < 1 or value > _MAX_THREADS:
-        raise ValueError(f"the thread count must be in [1, {_MAX_THREADS}], got {value}")
-    _num_threads = value
-
-
-def get_num_threads():
-    """The number of threads gncpu's kernels may use."""
-    return _num_threads
-
-
-def openmp_enabled():
-    """True when this build of gncpu was compiled with OpenMP."""
-    return bool(gncpu_openmp_enabled())
-
-
-# --------------------------------------------------------------------- ISAs
-
-def _isa_names(predicate):
-    return tuple(gncpu_isa_name(i).decode() for i in range(gncpu_isa_count()) if predicate(i))
-
-
-def compiled_isas():
-    """The kernels built into this binary, whether or not this CPU runs them."""
-    return _isa_names(gncpu_isa_compiled)
-
-
-def supported_isas():
-    """The kernels this build has and this CPU can run; "scalar" is always one."""
-    return _isa_names(gncpu_isa_supported)
-
-
-def isa():
-    """The name of the kernel in use."""
-    return gncpu_isa_name(gncpu_active_isa()).decode()
-
-
-def set_isa(name):
-    """Switch to the kernel ``name``; ValueError unless it is in supported_isas()."""
-    if not isinstance(name, str):
-        raise TypeError(f"ISA name must be a str, got {type(name).__name__}")
-    for i in range(gncpu_isa_count()):
-        if gncpu_isa_name(i).decode() == name:
-            if gncpu_set_isa(i) == GNCPU_OK:
-                return
-            break
-    raise ValueError(
-        f"ISA {name!r} is not supported here; supported: {', '.join(supported_isas())}")
-
-
-def build_info():
-    """How this binary was built and what it runs here."""
-    return {
-        "compiler": GNCPU_BUILD_COMPILER.decode(),
-        "flags": GNCPU_BUILD_FLAGS.decode(),
-        "openmp": openmp_enabled(),
-        "compiled_isas": compiled_isas(),
-        "supported_isas": supported_isas(),
-        "active_isa": isa(),
-        "cache_budget_bytes": gncpu_cache_budget_bytes(),
-        # True in a process forked after gncpu loaded: it runs serially there.
-        "forked_child": bool(gncpu_in_forked_child()),
-    }
-
-
-# ------------------------------------------------------- for tests and bench
-
-def _parallel_copy(cnp.ndarray dst, cnp.ndarray src):
-    """dst[...] = src with the kernels' threading: the benchmark floor."""
-    if not (cnp.PyArray_IS_C_CONTIGUOUS(dst) and cnp.PyArray_IS_C_CONTIGUOUS(src)):
-        raise ValueError("both arrays must be C-contiguous")
-    if cnp.PyArray_NBYTES(dst) != cnp.PyArray_NBYTES(src) or not cnp.PyArray_ISWRITEABLE(dst):
-        raise ValueError("dst must be writable and as large as src")
-    cdef void* d = cnp.PyArray_DATA(dst)
-    cdef const void* s = cnp.PyArray_DATA(src)
-    cdef size_t n = cnp.PyArray_NBYTES(src)
-    cdef int threads = _num_threads
-    with nogil:
-        gncpu_parallel_copy(d, s, n, threads)
-
-
-def _set_tuning(cache_budget_bytes=0, min_elements_per_thread=0, streaming_threshold_bytes=0):
-    """Force scheduling thresholds (0 = default): lets tests reach every path."""
-    gncpu_set_tuning(cache_budget_bytes, min_elements_per_thread, streaming_threshold_bytes)
+include "_runtime.pxi"

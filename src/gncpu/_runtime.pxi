@@ -1,0 +1,94 @@
+# Threads, ISAs, build information, and the helpers tests and the bench use:
+# everything of gncpu's runtime but the computation itself.  Included by
+# _core.pyx (it shares that module's globals).
+
+
+# ------------------------------------------------------------------ threads
+
+def set_num_threads(n):
+    """Set the number of threads gncpu's kernels may use (>= 1)."""
+    global _num_threads
+    value = _as_integer(n, "the thread count")
+    if value < 1 or value > _MAX_THREADS:
+        raise ValueError(f"the thread count must be in [1, {_MAX_THREADS}], got {value}")
+    _num_threads = value
+
+
+def get_num_threads():
+    """The number of threads gncpu's kernels may use."""
+    return _num_threads
+
+
+def openmp_enabled():
+    """True when this build of gncpu was compiled with OpenMP."""
+    return bool(gncpu_openmp_enabled())
+
+
+# --------------------------------------------------------------------- ISAs
+
+def _isa_names(predicate):
+    return tuple(gncpu_isa_name(i).decode() for i in range(gncpu_isa_count()) if predicate(i))
+
+
+def compiled_isas():
+    """The kernels built into this binary, whether or not this CPU runs them."""
+    return _isa_names(gncpu_isa_compiled)
+
+
+def supported_isas():
+    """The kernels this build has and this CPU can run; "scalar" is always one."""
+    return _isa_names(gncpu_isa_supported)
+
+
+def isa():
+    """The name of the kernel in use."""
+    return gncpu_isa_name(gncpu_active_isa()).decode()
+
+
+def set_isa(name):
+    """Switch to the kernel ``name``; ValueError unless it is in supported_isas()."""
+    if not isinstance(name, str):
+        raise TypeError(f"ISA name must be a str, got {type(name).__name__}")
+    for i in range(gncpu_isa_count()):
+        if gncpu_isa_name(i).decode() == name:
+            if gncpu_set_isa(i) == GNCPU_OK:
+                return
+            break
+    raise ValueError(
+        f"ISA {name!r} is not supported here; supported: {', '.join(supported_isas())}")
+
+
+def build_info():
+    """How this binary was built and what it runs here."""
+    return {
+        "compiler": GNCPU_BUILD_COMPILER.decode(),
+        "flags": GNCPU_BUILD_FLAGS.decode(),
+        "openmp": openmp_enabled(),
+        "compiled_isas": compiled_isas(),
+        "supported_isas": supported_isas(),
+        "active_isa": isa(),
+        "cache_budget_bytes": gncpu_cache_budget_bytes(),
+        # True in a process forked after gncpu loaded: it runs serially there.
+        "forked_child": bool(gncpu_in_forked_child()),
+    }
+
+
+# ------------------------------------------------------- for tests and bench
+
+def _parallel_copy(cnp.ndarray dst, cnp.ndarray src):
+    """dst[...] = src with the kernels' threading: the benchmark floor."""
+    if not (cnp.PyArray_IS_C_CONTIGUOUS(dst) and cnp.PyArray_IS_C_CONTIGUOUS(src)):
+        raise ValueError("both arrays must be C-contiguous")
+    if cnp.PyArray_NBYTES(dst) != cnp.PyArray_NBYTES(src) or not cnp.PyArray_ISWRITEABLE(dst):
+        raise ValueError("dst must be writable and as large as src")
+    cdef void* d = cnp.PyArray_DATA(dst)
+    cdef const void* s = cnp.PyArray_DATA(src)
+    cdef size_t n = cnp.PyArray_NBYTES(src)
+    cdef int threads = _num_threads
+    with nogil:
+        gncpu_parallel_copy(d, s, n, threads)
+
+
+def _set_tuning(cache_budget_bytes=0, min_elements_per_thread=0, streaming_threshold_bytes=0):
+    """Force scheduling thresholds (0 = default): lets tests reach every path."""
+    gncpu_set_tuning(cache_budget_bytes, min_elements_per_thread, streaming_threshold_bytes)
