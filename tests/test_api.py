@@ -121,3 +121,39 @@ def test_python_dash_m():
     assert result.returncode == 0, result.stdout + result.stderr
     for text in ["active ISA", "OpenMP", "threads", "ok", "copy (floor)", "GB/s"]:
         assert text in result.stdout
+
+
+@pytest.mark.parametrize("value,note", [
+    ("5000", "using 4096"),
+    ("lots", "not a thread count"),
+    ("-3", "not a positive thread count"),
+    ("9" * 100_000, "using 4096"),
+])
+def test_omp_num_threads_never_breaks_the_import(value, note):
+    import os
+    code = "import gncpu; print(gncpu.get_num_threads(), gncpu.build_info()['environment_notes'])"
+    env = dict(os.environ, OMP_NUM_THREADS=value)
+    result = subprocess.run([sys.executable, "-W", "always", "-c", code], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert note in result.stdout and note in result.stderr
+    assert len(result.stderr) < 2000  # a huge value is not echoed in full
+    threads = int(result.stdout.split()[0])
+    assert 1 <= threads <= 4096
+
+
+def test_gncpu_isa_warning_names_the_users_import_and_stays_short():
+    import os
+    env = dict(os.environ, GNCPU_ISA="x" * 100_000)
+    result = subprocess.run([sys.executable, "-W", "always", "-c", "import gncpu"], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "not supported" in result.stderr and len(result.stderr) < 2000
+    assert "<string>:1" in result.stderr  # the warning points at `import gncpu`, not into gncpu
+
+
+def test_module_flags_must_be_bools():
+    with pytest.raises(TypeError, match="affine"):
+        gncpu.GroupNorm(2, 8, affine="no")
+    with pytest.raises(TypeError, match="channels_last"):
+        gncpu.GroupNorm(2, 8, channels_last=1)

@@ -39,6 +39,19 @@ def test_activation_extremes(isa, activation):
     assert np.isnan(gncpu.group_norm(nan_input, bias.size, activation=activation)[0, 3]).all()
 
 
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_activation_near_float32_max(isa, activation):
+    """Pre-activations at +-3e38: finite results where the math is finite (GELU
+    used to overflow from ~1.7e38)."""
+    bias = np.array([-3e38, -1.7e38, 1.7e38, 3e38], np.float32)
+    x = np.tile(np.array([-1.0, 1.0], np.float32), (1, bias.size, 1))
+    y = gncpu.group_norm(x, bias.size, None, bias, eps=0.0, activation=activation)
+    expected = reference.group_norm(x, bias.size, None, bias, eps=0.0, activation=activation)
+    assert np.all(np.isfinite(y))
+    # SiLU of -3e38 is -0 in float64 and under 1e-36 in float32 (see activations.inl).
+    assert np.allclose(y, expected, rtol=RTOL[np.float32], atol=1e-36)
+
+
 def test_activation_is_bitwise_deterministic(isa, restore_threads, rng):
     x = random_input(rng, (1, 8, 100, 100), mean=-2.0)
     results = []

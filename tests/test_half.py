@@ -6,7 +6,7 @@ import pytest
 import gncpu
 from gncpu import reference
 
-from conftest import RTOL, assert_within_one_ulp, random_affine, random_input
+from conftest import RTOL, TOLERANCE, assert_within_one_ulp, max_error, random_affine, random_input
 
 ml_dtypes = pytest.importorskip("ml_dtypes")
 DTYPES = [np.dtype(np.float16), np.dtype(ml_dtypes.bfloat16)]
@@ -84,3 +84,18 @@ def test_strided_and_byte_swapped_half(rng):
     np.testing.assert_array_equal(gncpu.group_norm(x.astype(">f2"), 4), expected)
     view = gncpu.group_norm(x.transpose(0, 1, 3, 2), 4)
     np.testing.assert_array_equal(view, gncpu.group_norm(x.transpose(0, 1, 3, 2).copy(), 4))
+
+
+@pytest.mark.parametrize("param_dtype", ["float16", "bfloat16"])
+def test_16bit_weight_and_bias_are_accepted(rng, param_dtype):
+    """README: weight and bias of any real dtype, the 16-bit ones included."""
+    import ml_dtypes
+    dtype = ml_dtypes.bfloat16 if param_dtype == "bfloat16" else np.float16
+    x = random_input(rng, (2, 8, 5, 7))
+    weight, bias = (a.astype(dtype) for a in random_affine(rng, 8))
+    y = gncpu.group_norm(x, 4, weight, bias)
+    expected = reference.group_norm(x, 4, weight.astype(np.float64), bias.astype(np.float64))
+    assert max_error(y, expected) <= TOLERANCE[np.float32]
+    layer = gncpu.GroupNorm(4, 8)
+    layer.load_state_dict({"weight": weight, "bias": bias})
+    assert max_error(layer(x), expected) <= TOLERANCE[np.float32]

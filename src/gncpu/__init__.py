@@ -50,16 +50,18 @@ __all__ = [
 
 def _configure_from_environment():
     set_num_threads(default_num_threads())
-    requested = _os.environ.get("GNCPU_ISA", "").strip().lower()
+    raw = _os.environ.get("GNCPU_ISA", "")
+    requested = raw.strip().lower()
     if requested:
         try:
             set_isa(requested)
         except ValueError:
+            shown = raw if len(raw) <= 40 else raw[:40] + "..."
             _warnings.warn(
-                f"GNCPU_ISA={requested!r} is not supported here "
+                f"GNCPU_ISA={shown!r} is not supported here "
                 f"(supported: {', '.join(supported_isas())}); using {isa()!r}",
                 RuntimeWarning,
-                stacklevel=2,
+                stacklevel=3,  # the user's `import gncpu`
             )
 
 

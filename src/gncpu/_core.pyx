@@ -61,6 +61,11 @@ cdef int _dtype_of(cnp.ndarray x) except -2:
     return -1
 
 
+def _is_real_dtype(dtype):
+    """Integers and floats, ml_dtypes' bfloat16 included (NumPy calls it kind "V")."""
+    return dtype.kind in "fiu" or (dtype.kind == "V" and dtype.name == "bfloat16")
+
+
 cdef cnp.ndarray _as_float_array(object x):
     cdef cnp.ndarray arr = x if cnp.PyArray_Check(x) else np.asarray(x)
     if _dtype_of(arr) >= 0:
@@ -132,7 +137,7 @@ cdef object _as_param(object p, int64_t channels, object dtype, str name):
             and (<cnp.ndarray>p).shape[0] == channels and cnp.PyArray_ISCARRAY_RO(<cnp.ndarray>p)):
         return p
     arr = np.asarray(p)
-    if arr.dtype.kind not in "fiu":
+    if not _is_real_dtype(arr.dtype):
         raise TypeError(f"{name} must be a real-valued array, got dtype {arr.dtype}")
     if arr.ndim != 1 or arr.shape[0] != channels:
         raise ValueError(f"{name} must have shape ({channels},), got {arr.shape}")

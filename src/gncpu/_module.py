@@ -4,7 +4,7 @@ import operator
 
 import numpy as np
 
-from ._core import _check_layer, group_norm
+from ._core import _check_layer, _is_real_dtype, group_norm
 
 
 def _positive_int(value, name):
@@ -42,8 +42,9 @@ class GroupNorm:
         _check_layer(self.num_groups, self.num_channels, eps, activation)
         self.eps = float(eps)
         self.activation = activation
-        if not isinstance(channels_last, (bool, np.bool_)):
-            raise TypeError(f"channels_last must be a bool, got {type(channels_last).__name__}")
+        for name, flag in (("affine", affine), ("channels_last", channels_last)):
+            if not isinstance(flag, (bool, np.bool_)):
+                raise TypeError(f"{name} must be a bool, got {type(flag).__name__}")
         self.channels_last = bool(channels_last)
         self.affine = bool(affine)
         if self.affine:
@@ -84,7 +85,7 @@ class GroupNorm:
         loaded = {}
         for key in sorted(expected):
             value = np.asarray(state_dict[key])
-            if value.dtype.kind not in "fiu":
+            if not _is_real_dtype(value.dtype):
                 raise TypeError(f"{key} must be real-valued, got dtype {value.dtype}")
             if value.shape != (self.num_channels,):
                 raise ValueError(

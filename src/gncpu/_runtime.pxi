@@ -5,6 +5,8 @@
 
 # ------------------------------------------------------------------ threads
 
+from gncpu import _threads
+
 def set_num_threads(n):
     """Set the number of threads gncpu's kernels may use (>= 1)."""
     global _num_threads
@@ -70,6 +72,8 @@ def build_info():
         "cache_budget_bytes": gncpu_cache_budget_bytes(),
         # True in a process forked after gncpu loaded: it runs serially there.
         "forked_child": bool(gncpu_in_forked_child()),
+        # Environment variables that were ignored or clamped, and why.
+        "environment_notes": list(_threads.environment_notes),
     }
 
 

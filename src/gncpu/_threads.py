@@ -2,6 +2,7 @@
 
 import math
 import os
+import warnings
 
 
 def _cgroup_cpu_limit():
@@ -36,13 +37,40 @@ def _available_cpus():
     return max(1, count or 1)
 
 
+# The most threads gncpu.set_num_threads accepts (as _core._MAX_THREADS).
+MAX_THREADS = 4096
+
+# What the environment asked for and was not done as asked: shown by
+# gncpu.build_info()["environment_notes"].
+environment_notes = []
+
+
+def _note(message):
+    environment_notes.append(message)
+    warnings.warn(message, RuntimeWarning, stacklevel=6)  # the user's `import gncpu`
+
+
 def _omp_num_threads_env():
-    value = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
-    try:
-        count = int(value)
-    except ValueError:
+    """OMP_NUM_THREADS's thread count, or None.  A value gncpu cannot use is
+    ignored or clamped with a warning: an environment variable never breaks
+    the import."""
+    raw = os.environ.get("OMP_NUM_THREADS", "")
+    value = raw.split(",")[0].strip()
+    if not value:
         return None
-    return count if count >= 1 else None
+    shown = raw if len(raw) <= 40 else raw[:40] + "..."
+    try:  # (a run of digits past Python's int-parsing limit is just a big count)
+        count = MAX_THREADS + 1 if value.isdecimal() and len(value) > 18 else int(value)
+    except ValueError:
+        _note(f"OMP_NUM_THREADS={shown!r} is not a thread count; ignored")
+        return None
+    if count < 1:
+        _note(f"OMP_NUM_THREADS={shown!r} is not a positive thread count; ignored")
+        return None
+    if count > MAX_THREADS:
+        _note(f"OMP_NUM_THREADS={shown!r} is more than {MAX_THREADS} threads; using {MAX_THREADS}")
+        return MAX_THREADS
+    return count
 
 
 def default_num_threads():

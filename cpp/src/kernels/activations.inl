@@ -58,9 +58,13 @@ struct Activation<GNCPU_ACT_NONE> {
 
 template <>
 struct Activation<GNCPU_ACT_SILU> {  // v * sigmoid(v) = v / (1 + exp(-v))
+    // exp_neg_f32 saturates below -88.37626, so the numerator does too: below
+    // it the result is under 1e-36 in magnitude either way, where v itself
+    // would give -3e38 / 2.5e38 = -1.2 for v = -3e38 (NaN passes the max).
     template <class L>
     static typename L::V lanes(typename L::V v) {
-        return L::div(v, L::add(L::set1(1.0f), exp_neg_f32<L>(v)));
+        const typename L::V numerator = L::max(L::set1(-88.37626f), v);
+        return L::div(numerator, L::add(L::set1(1.0f), exp_neg_f32<L>(v)));
     }
     static double scalar(double v) { return v / (1.0 + exp(-v)); }
 };
@@ -74,12 +78,14 @@ struct Activation<GNCPU_ACT_RELU> {
 
 template <>
 struct Activation<GNCPU_ACT_GELU> {  // erf form, as PyTorch's default
-    // 0.5 * v * (1 + erf(v / sqrt 2)) = 0.5 * (v + |v| erf(|v| / sqrt 2))
+    // 0.5 * v * (1 + erf(v / sqrt 2)) = 0.5 v + 0.5 |v| erf(|v| / sqrt 2): halved
+    // first, so that v + |v| cannot overflow near the float32 maximum.
     template <class L>
     static typename L::V lanes(typename L::V v) {
         const typename L::V magnitude = L::max(v, L::sub(L::zero(), v));
         const typename L::V e = erf_nonnegative_f32<L>(L::mul(magnitude, L::set1(0.70710678f)));
-        return L::mul(L::set1(0.5f), L::mul_add(magnitude, e, v));
+        const typename L::V half = L::set1(0.5f);
+        return L::mul_add(L::mul(half, magnitude), e, L::mul(half, v));
     }
     static double scalar(double v) { return 0.5 * v * (1.0 + erf(v * 0.70710678118654752440)); }
 };
