@@ -189,12 +189,24 @@ def test_input_is_not_modified(isa, rng):
 
 @pytest.mark.parametrize("shape", [(0, 8, 4, 4), (2, 8, 0, 4), (2, 8, 0), (0, 4), (2, 0, 5)])
 def test_empty_inputs(shape):
+    groups = 4 if shape[1] else 1  # with no channels, one (empty) group
     for dtype in (np.float32, np.float64):
         x = np.zeros(shape, dtype=dtype)
-        y = gncpu.group_norm(x, 4)
+        y = gncpu.group_norm(x, groups)
         assert y.shape == shape and y.dtype == dtype
         out = np.zeros(shape, dtype=dtype)
-        assert gncpu.group_norm(x, 4, out=out) is out
+        assert gncpu.group_norm(x, groups, out=out) is out
+
+
+def test_no_channels_takes_one_group_only():
+    """Any count divides 0 channels; more groups than max(C, 1) would only ask
+    for that many empty statistics (2**28 of them: 2 GiB, 4.7 s)."""
+    x = np.empty((1, 0, 5), np.float32)
+    y, mean, rstd = gncpu.group_norm(x, 1, return_stats=True)
+    assert y.shape == (1, 0, 5) and mean.shape == (1, 1) and np.isnan(mean).all()
+    for groups in (2, 2**28):
+        with pytest.raises(ValueError, match="no channels"):
+            gncpu.group_norm(x, groups, return_stats=True)
 
 
 def test_isas_agree_with_each_other(rng):
@@ -255,3 +267,37 @@ def test_output_at_every_offset_from_a_cache_line(rng, isa, schedule, dtype, act
         out = raw[start:start + x.nbytes].view(dtype).reshape(x.shape)
         assert gncpu.group_norm(x, 4, out=out, activation=activation) is out
         np.testing.assert_array_equal(out, expected, err_msg=f"output {offset} bytes past a line")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("where", ["weight", "bias", "both"])
+def test_parameters_and_statistics_inside_out(isa, schedule, rng, dtype, channels_last, where):
+    """weight, bias and the statistics may live inside out (or x with out=x):
+    the parameters are read before y is written, the statistics written after
+    x is read."""
+    shape = (2, 8, 6, 5)
+    x = random_input(rng, shape, dtype)
+    if channels_last:
+        x = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    weight, bias = random_affine(rng, 8, dtype)
+    expected = reference.group_norm(x, 2, weight, bias, channels_last=channels_last)
+    for in_place in (False, True):
+        out = x.copy() if in_place else np.empty_like(x)
+        flat = out.reshape(-1)
+        w = flat[:8] if where in ("weight", "both") else weight
+        b = flat[8:16] if where in ("bias", "both") else bias
+        if where in ("weight", "both"):
+            w[:] = weight
+        if where in ("bias", "both"):
+            b[:] = bias
+        source = out.copy() if in_place else x
+        if in_place:  # x is out: its first 16 values are the parameters
+            expected_here = reference.group_norm(source, 2, weight, bias,
+                                                 channels_last=channels_last)
+            y = gncpu.group_norm(out, 2, w, b, out=out, channels_last=channels_last)
+        else:
+            expected_here = expected
+            y = gncpu.group_norm(x, 2, w, b, out=out, channels_last=channels_last)
+        assert max_error(y, expected_here) <= TOLERANCE[dtype]
+

@@ -3,6 +3,10 @@
 // kernels.  Everything below it may assume valid input.
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
+
+#include <new>
+#include <vector>
 
 #include "dispatch.h"
 #include "gncpu/gncpu.h"
@@ -17,20 +21,82 @@ namespace {
 
 bool in_range(int value, int count) { return value >= 0 && value < count; }
 
+bool overlaps(const void* a, size_t a_bytes, const void* b, size_t b_bytes) {
+    const uintptr_t a0 = reinterpret_cast<uintptr_t>(a), b0 = reinterpret_cast<uintptr_t>(b);
+    return a != nullptr && b != nullptr && a0 < b0 + b_bytes && b0 < a0 + a_bytes;
+}
+
+size_t dtype_size(int dtype) {
+    switch (dtype) {
+#define GNCPU_DTYPE_SIZE(value, field, Stored, Compute, storage) \
+    case value: return sizeof(Stored);
+        GNCPU_DTYPE_LIST(GNCPU_DTYPE_SIZE)
+#undef GNCPU_DTYPE_SIZE
+    }
+    return 0;
+}
+
 gncpu_status validate(const gncpu_problem* p) {
     if (p == nullptr) return GNCPU_ERR_NULL_POINTER;
     if (!in_range(p->dtype, GNCPU_DTYPE_COUNT)) return GNCPU_ERR_BAD_DTYPE;
     if (!in_range(p->layout, GNCPU_LAYOUT_COUNT)) return GNCPU_ERR_BAD_LAYOUT;
     if (!in_range(p->activation, GNCPU_ACT_COUNT)) return GNCPU_ERR_BAD_ACTIVATION;
     if (p->batch < 0 || p->channels < 0 || p->spatial < 0) return GNCPU_ERR_BAD_SHAPE;
-    if (p->num_groups <= 0 || p->channels % p->num_groups != 0) return GNCPU_ERR_BAD_GROUPS;
+    // With no channels any count divides; more groups than max(channels, 1)
+    // would only ask for that many empty statistics (2**28 of them: 2 GiB).
+    if (p->num_groups <= 0 || p->channels % p->num_groups != 0 ||
+        p->num_groups > (p->channels > 1 ? p->channels : 1))
+        return GNCPU_ERR_BAD_GROUPS;
     if (!(p->eps >= 0.0) || isinf(p->eps)) return GNCPU_ERR_BAD_EPS;
     if (p->channels != 0 && p->batch > INT64_MAX / p->channels) return GNCPU_ERR_BAD_SHAPE;
     if (p->spatial != 0 && p->batch * p->channels > INT64_MAX / p->spatial) return GNCPU_ERR_BAD_SHAPE;
     if (p->batch * p->channels * p->spatial == 0) return GNCPU_OK;
     if (p->x == nullptr || p->y == nullptr) return GNCPU_ERR_NULL_POINTER;
+    const size_t bytes = static_cast<size_t>(p->batch * p->channels * p->spatial) * dtype_size(p->dtype);
+    if (p->x != p->y && overlaps(p->x, bytes, p->y, bytes)) return GNCPU_ERR_OVERLAP;
     return GNCPU_OK;
 }
+
+// The problem as it runs: weight and bias copied aside when they lie inside
+// y (they would be overwritten before every group has read them), and the
+// statistics computed aside when they lie inside x, y, weight or bias (they
+// would be written while those are still being read).
+template <class C>
+struct PrivateBuffers {
+    std::vector<C> weight, bias, mean, rstd;
+
+    // Redirects p's pointers where needed; may throw std::bad_alloc.
+    void redirect(gncpu_problem& p, size_t value_bytes) {
+        const size_t param_bytes = static_cast<size_t>(p.channels) * sizeof(C);
+        const size_t stats_bytes = static_cast<size_t>(p.batch * p.num_groups) * sizeof(C);
+        const size_t y_bytes = static_cast<size_t>(p.batch * p.channels * p.spatial) * value_bytes;
+        const void* inputs[] = {p.x, p.y, p.weight, p.bias};
+        const size_t input_bytes[] = {y_bytes, y_bytes, param_bytes, param_bytes};
+        if (p.weight && overlaps(p.weight, param_bytes, p.y, y_bytes)) {
+            weight.assign(static_cast<const C*>(p.weight), static_cast<const C*>(p.weight) + p.channels);
+            p.weight = weight.data();
+        }
+        if (p.bias && overlaps(p.bias, param_bytes, p.y, y_bytes)) {
+            bias.assign(static_cast<const C*>(p.bias), static_cast<const C*>(p.bias) + p.channels);
+            p.bias = bias.data();
+        }
+        bool stats_alias = false;
+        for (int i = 0; i < 4; ++i) {
+            stats_alias |= p.mean && overlaps(p.mean, stats_bytes, inputs[i], input_bytes[i]);
+            stats_alias |= p.rstd && overlaps(p.rstd, stats_bytes, inputs[i], input_bytes[i]);
+        }
+        if (stats_alias) {
+            if (p.mean) mean.resize(static_cast<size_t>(p.batch * p.num_groups)), p.mean = mean.data();
+            if (p.rstd) rstd.resize(static_cast<size_t>(p.batch * p.num_groups)), p.rstd = rstd.data();
+        }
+    }
+
+    // Copies the statistics computed aside to where the caller wants them.
+    void deliver(const gncpu_problem& caller) const {
+        if (!mean.empty()) memcpy(caller.mean, mean.data(), mean.size() * sizeof(C));
+        if (!rstd.empty()) memcpy(caller.rstd, rstd.data(), rstd.size() * sizeof(C));
+    }
+};
 
 // Statistics of empty groups are undefined: NaN, as 0/0 would give.
 template <class C>
@@ -41,19 +107,28 @@ void write_empty_stats(const gncpu_problem& p) {
 }
 
 template <class S, class C>
-gncpu_status run(const KernelsFor<S, C>& kernels, const gncpu_problem& p) {
-    const int64_t total = p.batch * p.channels * p.spatial;
+gncpu_status run(const KernelsFor<S, C>& kernels, const gncpu_problem& caller) {
+    const int64_t total = caller.batch * caller.channels * caller.spatial;
     if (total == 0) {
-        write_empty_stats<C>(p);
+        write_empty_stats<C>(caller);
         return GNCPU_OK;
     }
-    const int threads = threads_for(total, p.num_threads);
-    switch (p.layout) {
-        case GNCPU_NCHW: return schedule(NchwLayout<S, C>(kernels.nchw, p), threads);
-        case GNCPU_NHWC: return schedule(NhwcLayout<S, C>(kernels.nhwc, p), threads);
+    gncpu_problem q = caller;
+    PrivateBuffers<C> aside;
+    try {
+        aside.redirect(q, sizeof(S));
+    } catch (const std::bad_alloc&) {
+        return GNCPU_ERR_OUT_OF_MEMORY;
+    }
+    const int threads = threads_for(total, q.num_threads);
+    gncpu_status status = GNCPU_ERR_BAD_LAYOUT;
+    switch (q.layout) {
+        case GNCPU_NCHW: status = schedule(NchwLayout<S, C>(kernels.nchw, q), threads); break;
+        case GNCPU_NHWC: status = schedule(NhwcLayout<S, C>(kernels.nhwc, q), threads); break;
         case GNCPU_LAYOUT_COUNT: break;
     }
-    return GNCPU_ERR_BAD_LAYOUT;
+    if (status == GNCPU_OK) aside.deliver(caller);
+    return status;
 }
 
 }  // namespace
@@ -92,6 +167,7 @@ const char* gncpu_status_message(gncpu_status status) {
         case GNCPU_ERR_OUT_OF_MEMORY: return "out of memory for the per-thread scratch";
         case GNCPU_ERR_BAD_DTYPE: return "unknown dtype";
         case GNCPU_ERR_BAD_LAYOUT: return "unknown layout";
+        case GNCPU_ERR_OVERLAP: return "y overlaps x other than exactly";
     }
     return "unknown status";
 }

@@ -263,6 +263,50 @@ void check_channels_last(std::mt19937_64& rng) {
     }
 }
 
+// Weight, bias and the statistics may lie inside x or y (in place): the same
+// results as from separate buffers, on every layout and schedule.
+void check_aliased_outputs(std::mt19937_64& rng) {
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    const Shape s{2, 8, 300, 4};
+    const size_t n = static_cast<size_t>(s.batch * s.channels * s.spatial);
+    for (gncpu_layout layout : {GNCPU_NCHW, GNCPU_NHWC}) {
+        for (int mode = 0; mode < 2; ++mode) {
+            gncpu_set_tuning(mode ? 4096 : 0, mode ? 16 : 0, 0);
+            std::vector<float> x(n), w(s.channels), b(s.channels), y(n);
+            std::vector<float> mean(s.batch * s.groups), rstd(s.batch * s.groups);
+            for (auto& v : x) v = normal(rng);
+            for (auto& v : w) v = 1.0f + 0.1f * normal(rng);
+            for (auto& v : b) v = normal(rng);
+            gncpu_problem p = problem(GNCPU_F32, layout, x.data(), y.data(), s, w.data(), b.data(),
+                                      1e-5, GNCPU_ACT_NONE, 3);
+            p.mean = mean.data(), p.rstd = rstd.data();
+            CHECK(gncpu_group_norm(&p) == GNCPU_OK, "status");
+            // In place, with weight, bias, mean and rstd all inside the tensor.
+            std::vector<float> z = x;
+            float* inside = z.data();
+            memcpy(inside, w.data(), w.size() * 4), memcpy(inside + 8, b.data(), b.size() * 4);
+            std::vector<float> source = z;  // the input the in-place call sees
+            gncpu_problem q = problem(GNCPU_F32, layout, z.data(), z.data(), s, inside, inside + 8,
+                                      1e-5, GNCPU_ACT_NONE, 3);
+            q.mean = inside + 4, q.rstd = inside + 12;  // overlapping the parameters too
+            std::vector<float> expected(n), expected_mean(mean.size()), expected_rstd(rstd.size());
+            gncpu_problem r = problem(GNCPU_F32, layout, source.data(), expected.data(), s, w.data(),
+                                      b.data(), 1e-5, GNCPU_ACT_NONE, 1);
+            r.mean = expected_mean.data(), r.rstd = expected_rstd.data();
+            CHECK(gncpu_group_norm(&r) == GNCPU_OK, "status");
+            CHECK(gncpu_group_norm(&q) == GNCPU_OK, "aliased status");
+            // z now holds y, except where the statistics were delivered last.
+            for (size_t i = 20; i < n; ++i)
+                CHECK(z[i] == expected[i], "layout %d mode %d: aliased y[%zu] differs", layout, mode, i);
+            for (size_t i = 0; i < mean.size(); ++i) {
+                CHECK(inside[4 + i] == expected_mean[i], "aliased mean");
+                CHECK(inside[12 + i] == expected_rstd[i], "aliased rstd");
+            }
+        }
+    }
+    gncpu_set_tuning(0, 0, 0);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -334,7 +378,13 @@ int main(int argc, char** argv) {
     bad = good, bad.spatial = -1;
     CHECK(gncpu_group_norm(&bad) == GNCPU_ERR_BAD_SHAPE, "shape");
     CHECK(gncpu_group_norm(nullptr) == GNCPU_ERR_NULL_POINTER, "null problem");
+    bad = good, bad.y = x.data() + 1;
+    CHECK(gncpu_group_norm(&bad) == GNCPU_ERR_OVERLAP, "partial overlap");
+    bad = good, bad.channels = 0, bad.num_groups = 2;
+    CHECK(gncpu_group_norm(&bad) == GNCPU_ERR_BAD_GROUPS, "groups beyond max(C, 1)");
     for (float v : y) CHECK(v == -1.0f, "an error path wrote");
+
+    check_aliased_outputs(rng);
 
     if (failures) {
         printf("%d checks failed\n", failures);

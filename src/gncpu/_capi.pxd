@@ -14,6 +14,7 @@ cdef extern from "gncpu/gncpu.h" nogil:
         GNCPU_ERR_OUT_OF_MEMORY
         GNCPU_ERR_BAD_DTYPE
         GNCPU_ERR_BAD_LAYOUT
+        GNCPU_ERR_OVERLAP
 
     ctypedef enum gncpu_dtype:
         GNCPU_F32

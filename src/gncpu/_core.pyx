@@ -158,6 +158,9 @@ cdef _raise_invalid(gncpu_status status, const gncpu_problem* p, object eps):
     if status == GNCPU_ERR_BAD_GROUPS:
         if p.num_groups <= 0:
             raise ValueError(f"num_groups must be positive, got {p.num_groups}")
+        if p.channels == 0:
+            raise ValueError(f"num_groups must be 1 for an input with no channels, "
+                             f"got {p.num_groups}")
         raise ValueError(
             f"num_groups ({p.num_groups}) must divide the number of channels ({p.channels})")
     if status == GNCPU_ERR_BAD_EPS:

@@ -17,7 +17,9 @@
  *
  * Every call validates the whole problem first and writes nothing unless it
  * returns GNCPU_OK.  `y` may equal `x` (in place) but must not overlap it
- * otherwise.
+ * otherwise.  weight, bias, mean and rstd may lie anywhere, inside x or y
+ * included: the parameters are read before y is written, and the statistics
+ * are written after x is read.
  */
 #ifndef GNCPU_GNCPU_H
 #define GNCPU_GNCPU_H
@@ -33,13 +35,14 @@ typedef enum gncpu_status {
     GNCPU_OK = 0,
     GNCPU_ERR_NULL_POINTER = 1,   /* problem, x or y is NULL while the tensor is not empty */
     GNCPU_ERR_BAD_SHAPE = 2,      /* a negative size, or one whose element count overflows */
-    GNCPU_ERR_BAD_GROUPS = 3,     /* num_groups <= 0 or not dividing channels */
+    GNCPU_ERR_BAD_GROUPS = 3,     /* num_groups <= 0, not dividing channels, or > 1 with no channels */
     GNCPU_ERR_BAD_EPS = 4,        /* eps negative, NaN or infinite */
     GNCPU_ERR_BAD_ISA = 5,        /* set_isa: not compiled in or not runnable here */
     GNCPU_ERR_BAD_ACTIVATION = 6, /* not a gncpu_activation */
     GNCPU_ERR_OUT_OF_MEMORY = 7,  /* per-thread scratch could not be allocated */
     GNCPU_ERR_BAD_DTYPE = 8,      /* not a gncpu_dtype */
-    GNCPU_ERR_BAD_LAYOUT = 9      /* not a gncpu_layout */
+    GNCPU_ERR_BAD_LAYOUT = 9,     /* not a gncpu_layout */
+    GNCPU_ERR_OVERLAP = 10        /* y overlaps x other than exactly (in place) */
 } gncpu_status;
 
 /* How x and y hold their values.  The 16-bit formats are computed in float32.
@@ -90,7 +93,9 @@ typedef struct gncpu_problem {
 gncpu_status gncpu_group_norm(const gncpu_problem* problem);
 
 /* The validation alone: GNCPU_OK exactly when gncpu_group_norm would run.
- * Lets a binding refuse bad arguments before it allocates anything. */
+ * Lets a binding refuse bad arguments before it allocates anything: the
+ * pointers are checked last, so GNCPU_ERR_NULL_POINTER (or GNCPU_ERR_OVERLAP)
+ * means every value is valid. */
 gncpu_status gncpu_check_problem(const gncpu_problem* problem);
 
 const char* gncpu_status_message(gncpu_status status);
