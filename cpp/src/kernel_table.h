@@ -50,6 +50,14 @@ struct NchwKernels {
     // [streaming][activation]: streaming = non-temporal stores where the ISA
     // has them, bitwise the same values, for outputs larger than the caches.
     Normalize normalize[2][GNCPU_ACT_COUNT];
+
+    // The exact path (kernels/exact.inl), in double, for groups the float
+    // lanes cannot handle: the moments of a block, and the rows normalised
+    // with double parameters.
+    BlockMoments (*exact_block_moments)(const Stored* x, int64_t n);
+    using ExactNormalize = void (*)(const Stored* x, Stored* y, int64_t rows, int64_t row_len,
+                                    double center, const double* scale, const double* offset);
+    ExactNormalize exact_normalize[GNCPU_ACT_COUNT];
 };
 
 // NHWC: an example is `rows` positions of `channels` contiguous values.
@@ -68,6 +76,15 @@ struct NhwcKernels {
                                const Compute* center, const Compute* scale,
                                const Compute* offset);
     Normalize normalize[2][GNCPU_ACT_COUNT];  // [streaming][activation]
+
+    // The exact path, in double: per-channel moments, and rows normalised
+    // with per-channel double parameters (`channels` entries, no padding).
+    void (*exact_channel_moments)(const Stored* x, int64_t rows, int64_t channels, double* mean,
+                                  double* m2);
+    using ExactNormalize = void (*)(const Stored* x, Stored* y, int64_t rows, int64_t channels,
+                                    const double* center, const double* scale,
+                                    const double* offset);
+    ExactNormalize exact_normalize[GNCPU_ACT_COUNT];
 };
 
 template <class Stored, class Compute>

@@ -20,10 +20,15 @@ struct NchwLayout : Tensors<S, C> {
     struct Worker {
         C center;
         ThreadVector<C> scale, offset;  // per channel of the group
+        // The exact path (moments.h): double parameters, when `exact`.
+        bool exact;
+        double exact_center;
+        ThreadVector<double> exact_scale, exact_offset;
     };
 
     const NchwKernels<S, C>& kernels;
     typename NchwKernels<S, C>::Normalize normalize_rows;  // for the activation and streaming
+    typename NchwKernels<S, C>::ExactNormalize exact_normalize_rows;
     int64_t spatial, groups_per_example, channels_per_group, group_size, block_len;
     int64_t items, blocks_per_item;
 
@@ -39,6 +44,7 @@ struct NchwLayout : Tensors<S, C> {
           blocks_per_item((group_size + block_len - 1) / block_len) {
         normalize_rows = k.normalize[streams_output<S>(p.batch * p.channels * p.spatial)]
                                     [p.activation];
+        exact_normalize_rows = k.exact_normalize[p.activation];
     }
 
     static constexpr int64_t groups_per_item() { return 1; }
@@ -51,15 +57,25 @@ struct NchwLayout : Tensors<S, C> {
     void reserve(Worker& w) const {
         const size_t n = static_cast<size_t>(channels_per_group);
         if (w.scale.size() < n) w.scale.resize(n), w.offset.resize(n);
+        if (sizeof(C) == 4 && w.exact_scale.size() < n) w.exact_scale.resize(n), w.exact_offset.resize(n);
     }
 
     void block_moments(Worker&, int64_t group, int64_t block, BlockMoments* out) const {
-        *out = kernels.block_moments(this->x + group * group_size + block * block_len,
-                                     block_count(block));
+        const S* x = this->x + group * group_size + block * block_len;
+        *out = kernels.block_moments(x, block_count(block));
+        if (sizeof(C) == 4 && float_moments_unreliable(*out, block_count(block), this->eps))
+            *out = kernels.exact_block_moments(x, block_count(block));
     }
 
     void prepare(Worker& w, int64_t group, const GroupStats* stats) const {
         const int64_t first_channel = (group % groups_per_example) * channels_per_group;
+        w.exact = sizeof(C) == 4 && float_normalize_unreliable(stats[0]);
+        if (w.exact) {
+            w.exact_center = stats[0].mean;
+            fold_affine_exact(stats[0], this->weight, this->bias, first_channel,
+                              channels_per_group, w.exact_scale.data(), w.exact_offset.data());
+            return;
+        }
         w.center = group_center<C>(stats[0]);
         fold_affine(stats[0], this->weight, this->bias, first_channel, channels_per_group,
                     w.scale.data(), w.offset.data());
@@ -80,8 +96,14 @@ struct NchwLayout : Tensors<S, C> {
                 rows = (end - pos) / spatial;
                 len = spatial;
             }
-            normalize_rows(this->x + base + pos, this->y + base + pos, rows, len, w.center,
-                           w.scale.data() + row, w.offset.data() + row);
+            if (w.exact) {
+                exact_normalize_rows(this->x + base + pos, this->y + base + pos, rows, len,
+                                     w.exact_center, w.exact_scale.data() + row,
+                                     w.exact_offset.data() + row);
+            } else {
+                normalize_rows(this->x + base + pos, this->y + base + pos, rows, len, w.center,
+                               w.scale.data() + row, w.offset.data() + row);
+            }
             pos += rows * len;
         }
     }

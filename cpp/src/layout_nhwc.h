@@ -28,10 +28,14 @@ struct NhwcLayout : Tensors<S, C> {
     struct Worker {
         ThreadVector<C> center, example_center, scale, offset;
         ThreadVector<double> dev, sq, mean, m2;
+        // The exact path (moments.h): double parameters, when `exact`.
+        bool exact;
+        ThreadVector<double> exact_center, exact_scale, exact_offset;
     };
 
     const NhwcKernels<S, C>& kernels;
     typename NhwcKernels<S, C>::Normalize normalize_run;  // for the activation and streaming
+    typename NhwcKernels<S, C>::ExactNormalize exact_normalize_run;
     int64_t spatial, channels, groups, channels_per_group, rows_per_block;
     int64_t items, blocks_per_item;
 
@@ -47,6 +51,7 @@ struct NhwcLayout : Tensors<S, C> {
           blocks_per_item((p.spatial + rows_per_block - 1) / rows_per_block) {
         normalize_run = k.normalize[streams_output<S>(p.batch * p.channels * p.spatial)]
                                    [p.activation];
+        exact_normalize_run = k.exact_normalize[p.activation];
     }
 
     int64_t groups_per_item() const { return groups; }
@@ -63,6 +68,7 @@ struct NhwcLayout : Tensors<S, C> {
         const size_t padded = n + static_cast<size_t>(kNhwcParamPad);  // see NhwcKernels
         w.center.resize(n), w.example_center.resize(padded), w.scale.resize(padded);
         w.offset.resize(padded), w.dev.resize(n), w.sq.resize(n), w.mean.resize(n), w.m2.resize(n);
+        if (sizeof(C) == 4) w.exact_center.resize(n), w.exact_scale.resize(n), w.exact_offset.resize(n);
     }
 
     void block_moments(Worker& w, int64_t example, int64_t block, BlockMoments* out) const {
@@ -84,10 +90,22 @@ struct NhwcLayout : Tensors<S, C> {
             kernels.channel_sums(x, rows, channels, w.center.data(), w.center.data(), w.dev.data(),
                                  w.sq.data());
         }
-        // Every channel of the block has the same count, so the group's moments
-        // are the mean of the channel means and M2 = sum M2_c + rows * sum
-        // (mean_c - mean)^2: Chan's formula for equal counts, without a division
-        // per channel (those divisions dominated channels-last at first).
+        fold_channels(w, rows, out);
+        if (sizeof(C) != 4) return;
+        for (int64_t g = 0; g < groups; ++g) {
+            if (float_moments_unreliable(out[g], block_count(block), this->eps)) {
+                kernels.exact_channel_moments(x, rows, channels, w.mean.data(), w.m2.data());
+                fold_channels(w, rows, out);
+                return;
+            }
+        }
+    }
+
+    // Every channel of the block has the same count, so the group's moments
+    // are the mean of the channel means and M2 = sum M2_c + rows * sum
+    // (mean_c - mean)^2: Chan's formula for equal counts, without a division
+    // per channel (those divisions dominated channels-last at first).
+    void fold_channels(const Worker& w, int64_t rows, BlockMoments* out) const {
         const double inv_cpg = 1.0 / static_cast<double>(channels_per_group);
         for (int64_t g = 0; g < groups; ++g) {
             const int64_t c0 = g * channels_per_group, c1 = c0 + channels_per_group;
@@ -102,6 +120,18 @@ struct NhwcLayout : Tensors<S, C> {
 
     // Per-channel center, scale and offset, wrapped around past the last channel.
     void prepare(Worker& w, int64_t, const GroupStats* stats) const {
+        w.exact = false;
+        for (int64_t g = 0; sizeof(C) == 4 && g < groups; ++g)
+            w.exact = w.exact || float_normalize_unreliable(stats[g]);
+        if (w.exact) {  // the whole example, so no value is read after it was written
+            for (int64_t g = 0; g < groups; ++g) {
+                const int64_t c0 = g * channels_per_group;
+                for (int64_t c = c0; c < c0 + channels_per_group; ++c) w.exact_center[c] = stats[g].mean;
+                fold_affine_exact(stats[g], this->weight, this->bias, c0, channels_per_group,
+                                  w.exact_scale.data() + c0, w.exact_offset.data() + c0);
+            }
+            return;
+        }
         for (int64_t g = 0; g < groups; ++g) {
             const int64_t c0 = g * channels_per_group;
             const C center = group_center<C>(stats[g]);
@@ -120,6 +150,11 @@ struct NhwcLayout : Tensors<S, C> {
         const int64_t r0 = first_block * rows_per_block;
         const int64_t r1 = end_block * rows_per_block < spatial ? end_block * rows_per_block : spatial;
         const int64_t offset = (example * spatial + r0) * channels;
+        if (w.exact) {
+            exact_normalize_run(this->x + offset, this->y + offset, r1 - r0, channels,
+                                w.exact_center.data(), w.exact_scale.data(), w.exact_offset.data());
+            return;
+        }
         normalize_run(this->x + offset, this->y + offset, r1 - r0, channels,
                       w.example_center.data(), w.scale.data(), w.offset.data());
     }

@@ -15,6 +15,7 @@ namespace gncpu {
 struct GroupStats {
     double mean;
     double rstd;  // 1 / sqrt(var + eps)
+    double m2;    // sum of squared deviations: no deviation exceeds sqrt(m2)
 };
 
 // Chan, Golub & LeVeque's pairwise update, in double.  Blocks are always
@@ -41,9 +42,29 @@ struct MomentsAccumulator {
 
     GroupStats finish(double eps) const {
         const double variance = m2 / count;
-        return GroupStats{mean, 1.0 / sqrt(variance + eps)};
+        return GroupStats{mean, 1.0 / sqrt(variance + eps), m2};
     }
 };
+
+// When float32 lanes cannot be trusted, and the exact path (in double,
+// kernels/exact.inl) runs instead.  Never for ordinary data: these are the
+// groups that used to come out as bias (spreads past ~1e19), NaN or -0.98
+// instead of -1 (spreads below ~1e-19 with eps = 0).
+//
+// Block moments: float lanes square deviations, so past ~1.8e19 they overflow
+// (a non-finite mean or M2; NaN and Inf inputs land here too and stay so), and
+// below ~1e-19 the squares are float subnormals, then zero.  A spread that
+// small matters only when eps does not hide it.
+inline bool float_moments_unreliable(const BlockMoments& m, int64_t count, double eps) {
+    if (!(fabs(m.mean) <= 1.7e308) || !(m.m2 <= 1.7e308)) return true;
+    return eps < 1e-20 && m.m2 < 1e-28 * static_cast<double>(count);
+}
+
+// Normalising: (x - center) * scale + offset in float needs the deviations
+// (at most sqrt(M2)) well inside float's range, and the scale too.
+inline bool float_normalize_unreliable(const GroupStats& s) {
+    return !(s.rstd >= 1e-30 && s.rstd <= 1e30 && s.m2 <= 1e74);
+}
 
 // The mean is applied as center + residual: center = the mean rounded to C,
 // and the residual goes into the per-channel offset.  Computing
@@ -67,6 +88,18 @@ inline void fold_affine(const GroupStats& stats, const C* weight, const C* bias,
         const double b = bias ? static_cast<double>(bias[c]) : 0.0;
         scale[i] = static_cast<C>(a);
         offset[i] = static_cast<C>(b - residual * a);
+    }
+}
+
+// The exact path's parameters, in double: y = (x - mean) * scale + offset.
+template <class C>
+inline void fold_affine_exact(const GroupStats& stats, const C* weight, const C* bias,
+                              int64_t first_channel, int64_t count, double* scale,
+                              double* offset) {
+    for (int64_t i = 0; i < count; ++i) {
+        const int64_t c = first_channel + i;
+        scale[i] = stats.rstd * (weight ? static_cast<double>(weight[c]) : 1.0);
+        offset[i] = bias ? static_cast<double>(bias[c]) : 0.0;
     }
 }
 

@@ -30,4 +30,5 @@
 #include "kernels/activations.inl"
 #include "kernels/nchw.inl"
 #include "kernels/nhwc.inl"
+#include "kernels/exact.inl"
 #include "kernels/table.inl"

@@ -6,14 +6,18 @@ template <class S, int... kActs>
 constexpr NchwKernels<typename S::Stored, typename S::Lanes::T> nchw_kernels(
         std::integer_sequence<int, kActs...>) {
     return {&block_moments<S>,
-            {{&normalize_rows<S, false, kActs>...}, {&normalize_rows<S, true, kActs>...}}};
+            {{&normalize_rows<S, false, kActs>...}, {&normalize_rows<S, true, kActs>...}},
+            &exact_block_moments<S>,
+            {&exact_normalize_rows<S, kActs>...}};
 }
 
 template <class S, int... kActs>
 constexpr NhwcKernels<typename S::Stored, typename S::Lanes::T> nhwc_kernels(
         std::integer_sequence<int, kActs...>) {
     return {&nhwc_channel_sums<S>,
-            {{&nhwc_normalize<S, false, kActs>...}, {&nhwc_normalize<S, true, kActs>...}}};
+            {{&nhwc_normalize<S, false, kActs>...}, {&nhwc_normalize<S, true, kActs>...}},
+            &exact_channel_moments<S>,
+            {&exact_normalize_nhwc<S, kActs>...}};
 }
 
 template <class S>
