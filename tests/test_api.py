@@ -157,3 +157,11 @@ def test_module_flags_must_be_bools():
         gncpu.GroupNorm(2, 8, affine="no")
     with pytest.raises(TypeError, match="channels_last"):
         gncpu.GroupNorm(2, 8, channels_last=1)
+
+
+def test_python_dash_m_flags_a_busy_machine():
+    from gncpu.__main__ import contention_signs
+    assert contention_signs(2, 1e-3, 2e-4, 1.1, 0.3, 2)  # one thread beat the team
+    assert contention_signs(1, 1e-3, None, 3.0, 0.3, 2)  # repeats vary 3x
+    assert contention_signs(2, 1e-3, 2e-3, 1.1, 4.0, 2)  # load 4 on 2 CPUs
+    assert not contention_signs(2, 1e-3, 1.8e-3, 1.1, 0.3, 2)

@@ -42,6 +42,8 @@ def assert_untouched(out):
     (dict(bias=np.array(["a"] * 8)), TypeError, "bias"),
     (dict(weight=np.ones(8, object)), TypeError, "weight"),
     (dict(weight=np.ones(8, bool)), TypeError, "weight"),
+    (dict(weight=np.full(8, 1e300)), ValueError, "beyond the range of float32"),
+    (dict(bias=np.full(8, -1e300)), ValueError, "beyond the range of float32"),
 ])
 def test_bad_arguments(kwargs, error, match):
     args = dict(num_groups=4)

@@ -27,6 +27,7 @@ from ._core import (
 from . import reference
 from ._module import GroupNorm
 from ._threads import default_num_threads
+from ._types import BuildInfo, IsaName, OutputCacheInfo
 from ._version import __version__
 
 __all__ = [

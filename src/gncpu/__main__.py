@@ -1,6 +1,7 @@
 """python -m gncpu: what this build runs here, a self-check, and its speed."""
 
 import argparse
+import os
 import platform
 import sys
 import time
@@ -19,14 +20,30 @@ SELF_CHECK_CASES = [  # (shape, groups, input mean, input std)
 ]
 
 
-def _median_seconds(fn, repeats):
-    fn()  # warm-up: page faults, thread team start
+def _timings(fn, repeats):
+    """Seconds per call of each repeat, after a warm-up (page faults, thread team start)."""
+    fn()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    return np.array(times)
+
+
+def contention_signs(team, team_s, solo_s, spread, load, cpus):
+    """Why the timings may not show gncpu's speed: other work on these cores.
+    team_s/solo_s: median seconds with the thread team and with one thread;
+    spread: slowest decile over the median; load: the 1-minute load average."""
+    signs = []
+    if team > 1 and solo_s is not None and solo_s < team_s:
+        signs.append(f"1 thread ({solo_s * 1e6:.0f} us) beat the {team}-thread team "
+                     f"({team_s * 1e6:.0f} us): a teammate waited for a busy core")
+    if spread > 2.0:
+        signs.append(f"repeats vary by {spread:.1f}x")
+    if load is not None and load > cpus - 0.5:
+        signs.append(f"load average {load:.1f} on {cpus} CPUs")
+    return signs
 
 
 def self_check():
@@ -57,17 +74,32 @@ def benchmark(shape=(1, 320, 64, 64), groups=32, repeats=30):
     rng = np.random.default_rng(0)
     x = rng.standard_normal(shape, dtype=np.float32)
     y = np.empty_like(x)
-    copy_s = _median_seconds(lambda: _parallel_copy(y, x), repeats)
-    gn_s = _median_seconds(lambda: gncpu.group_norm(x, groups, out=y), repeats)
-    alloc_s = _median_seconds(lambda: gncpu.group_norm(x, groups), repeats)
+    copy_s = float(np.median(_timings(lambda: _parallel_copy(y, x), repeats)))
+    gn_times = _timings(lambda: gncpu.group_norm(x, groups, out=y), repeats)
+    gn_s = float(np.median(gn_times))
+    alloc_s = float(np.median(_timings(lambda: gncpu.group_norm(x, groups), repeats)))
+    team, solo_s = gncpu.get_num_threads(), None
+    if team > 1:
+        gncpu.set_num_threads(1)
+        try:
+            solo_s = float(np.median(_timings(lambda: gncpu.group_norm(x, groups, out=y), repeats)))
+        finally:
+            gncpu.set_num_threads(team)
     moved = 2 * x.nbytes  # read x once, write y once
     label = "x".join(map(str, shape))
-    print(f"Throughput on {label} float32, G={groups} "
-          f"({gncpu.get_num_threads()} threads, {gncpu.isa()}):")
-    for name, seconds in [("copy (floor)", copy_s), ("group_norm(out=)", gn_s),
-                          ("group_norm", alloc_s)]:
+    print(f"Throughput on {label} float32, G={groups} ({team} threads, {gncpu.isa()}):")
+    rows = [("copy (floor)", copy_s), ("group_norm(out=)", gn_s), ("group_norm", alloc_s)]
+    if solo_s is not None:
+        rows.append(("1 thread, out=", solo_s))
+    for name, seconds in rows:
         print(f"  {name:18s} {seconds * 1e6:9.1f} us  {moved / seconds / 1e9:6.1f} GB/s"
               f"  {seconds / copy_s:5.2f}x copy")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    signs = contention_signs(team, gn_s, solo_s, float(np.percentile(gn_times, 90) / gn_s),
+                             load, gncpu.default_num_threads())
+    if signs:
+        print("WARNING: these cores look busy with other work (" + "; ".join(signs) + "):")
+        print("  the timings above show the machine's load, not gncpu's speed.")
 
 
 def main(argv=None):

@@ -141,7 +141,12 @@ cdef object _as_param(object p, int64_t channels, object dtype, str name):
         raise TypeError(f"{name} must be a real-valued array, got dtype {arr.dtype}")
     if arr.ndim != 1 or arr.shape[0] != channels:
         raise ValueError(f"{name} must have shape ({channels},), got {arr.shape}")
-    return np.require(arr, dtype=dtype, requirements=["C", "A"])
+    try:
+        with np.errstate(over="raise", invalid="ignore"):
+            return np.require(arr, dtype=dtype, requirements=["C", "A"])
+    except FloatingPointError:  # a finite value past the parameter type's range
+        raise ValueError(f"{name} has values beyond the range of {dtype} "
+                         f"(largest magnitude {np.max(np.abs(arr))!r})") from None
 
 
 cdef bint _has_channels_last_strides(cnp.ndarray x):

@@ -42,7 +42,7 @@ MAX_THREADS = 4096
 
 # What the environment asked for and was not done as asked: shown by
 # gncpu.build_info()["environment_notes"].
-environment_notes = []
+environment_notes: list[str] = []
 
 
 def _note(message):

@@ -3,7 +3,7 @@ from typing import Literal, Optional, Tuple, overload
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-Activation = Optional[Literal["silu", "relu", "gelu"]]
+_Activation = Optional[Literal["silu", "relu", "gelu"]]
 
 @overload
 def group_norm(
@@ -13,7 +13,7 @@ def group_norm(
     bias: Optional[ArrayLike] = None,
     eps: float = 1e-5,
     *,
-    activation: Activation = None,
+    activation: _Activation = None,
     return_stats: Literal[False] = False,
     channels_last: bool = False,
 ) -> NDArray[np.float64]: ...
@@ -25,7 +25,7 @@ def group_norm(
     bias: Optional[ArrayLike] = None,
     eps: float = 1e-5,
     *,
-    activation: Activation = None,
+    activation: _Activation = None,
     return_stats: Literal[True],
     channels_last: bool = False,
 ) -> Tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]: ...

@@ -1,0 +1,69 @@
+# The compiled bindings (_core.pyx): types of what gncpu and its tools use.
+from typing import Any, Literal, Optional, Tuple, Union, overload
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from ._types import ActivationName, BuildInfo, IsaName, OutputCacheInfo
+
+_Activation = Optional[ActivationName]
+_FloatArray = NDArray[Any]
+
+@overload
+def group_norm(
+    x: ArrayLike,
+    num_groups: int,
+    weight: Optional[ArrayLike] = None,
+    bias: Optional[ArrayLike] = None,
+    eps: float = 1e-5,
+    *,
+    out: Optional[_FloatArray] = None,
+    activation: _Activation = None,
+    return_stats: Literal[False] = False,
+    channels_last: bool = False,
+) -> _FloatArray: ...
+@overload
+def group_norm(
+    x: ArrayLike,
+    num_groups: int,
+    weight: Optional[ArrayLike] = None,
+    bias: Optional[ArrayLike] = None,
+    eps: float = 1e-5,
+    *,
+    out: Optional[_FloatArray] = None,
+    activation: _Activation = None,
+    return_stats: Literal[True],
+    channels_last: bool = False,
+) -> Tuple[_FloatArray, _FloatArray, _FloatArray]: ...
+@overload
+def group_norm(
+    x: ArrayLike,
+    num_groups: int,
+    weight: Optional[ArrayLike] = None,
+    bias: Optional[ArrayLike] = None,
+    eps: float = 1e-5,
+    *,
+    out: Optional[_FloatArray] = None,
+    activation: _Activation = None,
+    return_stats: bool,
+    channels_last: bool = False,
+) -> Union[_FloatArray, Tuple[_FloatArray, _FloatArray, _FloatArray]]: ...
+def set_num_threads(n: int) -> None: ...
+def get_num_threads() -> int: ...
+def openmp_enabled() -> bool: ...
+def compiled_isas() -> Tuple[IsaName, ...]: ...
+def supported_isas() -> Tuple[IsaName, ...]: ...
+def isa() -> IsaName: ...
+def set_isa(name: IsaName) -> None: ...
+def build_info() -> BuildInfo: ...
+def set_output_cache_limit(nbytes: int) -> None: ...
+def output_cache_info() -> OutputCacheInfo: ...
+
+# For gncpu's own modules, tests and benchmarks.
+def _check_layer(num_groups: int, num_channels: int, eps: float, activation: _Activation) -> None: ...
+def _is_real_dtype(dtype: np.dtype[Any]) -> bool: ...
+def _parallel_copy(dst: NDArray[Any], src: NDArray[Any]) -> None: ...
+def _set_tuning(
+    cache_budget_bytes: int = 0, min_elements_per_thread: int = 0, streaming_threshold_bytes: int = 0
+) -> None: ...
+def _release_cached() -> None: ...
