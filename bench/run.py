@@ -34,6 +34,7 @@ from gncpu import reference
 from gncpu._core import _parallel_copy
 
 import peers  # bench/ is on sys.path when this file is run as a script
+from busy import busy_rows
 from peers import Skip
 
 SUITE = [  # (name, shape, groups)
@@ -299,6 +300,9 @@ def main(argv=None):
                         help="timing passes per shape; each implementation keeps its best median")
     parser.add_argument("--only", help="comma list of implementations (copy always runs)")
     parser.add_argument("--skip-large", action="store_true", help="skip shapes over 64 MiB")
+    parser.add_argument("--busy", action="store_true",
+                        help="instead of the peers: gncpu beside a second process running "
+                             "--threads-thread GroupNorm calls, against the quiet 1-thread time")
     parser.add_argument("--json", help="write the results to this file")
     parser.add_argument("--plot", help="write a PNG plot to this file (needs matplotlib)")
     args = parser.parse_args(argv)
@@ -323,6 +327,16 @@ def main(argv=None):
           f"{', channels-last' if base.channels_last else ''}, "
           f"OpenMP {'on' if info['openmp'] else 'off'}")
     print("versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()))
+
+    if args.busy:
+        print(f"\nbeside a second process running {max(thread_counts)}-thread calls "
+              "(mean over >= 1 s; target <= 1.3x the quiet 1-thread mean):")
+        busy = busy_rows(shapes, dtype, max(thread_counts), base.channels_last)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"machine": info, "dtype": dtype.name, "busy": busy}, f, indent=1)
+            print(f"results written to {args.json}")
+        return
 
     rows, notes = [], {}
     for threads in thread_counts:

@@ -92,3 +92,23 @@ def test_large_tensor_matches_oracle_with_all_threads(restore_threads, rng):
     weight, bias = random_affine(rng, 64)
     y = gncpu.group_norm(x, 32, weight, bias)
     assert max_error(y, reference.group_norm(x, 32, weight, bias)) <= TOLERANCE[np.float32]
+
+
+def test_contention_backs_off_to_one_thread_and_recovers(rng, restore_threads):
+    """A team that waited most of a call for a descheduled teammate makes the
+    next calls single-threaded for a while (doubling while it recurs); a
+    balanced team ends the back-off.  Results are the same either way."""
+    from gncpu import _core
+    gncpu.set_num_threads(2)
+    x = random_input(rng, (1, 64, 64, 64))
+    expected = gncpu.group_norm(x, 8)
+    _core._set_tuning(0, 0, 0)  # no back-off left from calls on a busy machine
+    _core._contention(10_000_000, 100_000)  # balanced: no back-off
+    assert _core._contention() == 0
+    assert _core._contention(10_000_000, 8_000_000) == 0  # waited 8 of 10 ms: once is a hiccup
+    first = _core._contention(10_000_000, 8_000_000)  # twice in a row is contention
+    assert 10_000_000 < first <= 20_000_000
+    second = _core._contention(10_000_000, 8_000_000)
+    assert second > first  # it recurred: a longer back-off
+    np.testing.assert_array_equal(gncpu.group_norm(x, 8), expected)
+    _core._set_tuning(0, 0, 0)

@@ -120,7 +120,7 @@ gncpu_status run(const KernelsFor<S, C>& kernels, const gncpu_problem& caller) {
     } catch (const std::bad_alloc&) {
         return GNCPU_ERR_OUT_OF_MEMORY;
     }
-    const int threads = threads_for(total, q.num_threads);
+    const int threads = team_size_now(threads_for(total, q.num_threads));
     gncpu_status status = GNCPU_ERR_BAD_LAYOUT;
     switch (q.layout) {
         case GNCPU_NCHW: status = schedule(NchwLayout<S, C>(kernels.nchw, q), threads); break;

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 
 #if defined(__unix__) || defined(__APPLE__)
 #include <pthread.h>
@@ -49,7 +50,46 @@ int64_t min_elements_per_thread() {
     return forced > 0 ? forced : kDefaultMinElementsPerThread;
 }
 
+// Contention back-off (see runtime.h).  A team counts as contended when one
+// of its threads waited for the others more than half the region's time, and
+// more than kContendedWaitNs: a balanced team waits a few percent.
+constexpr int64_t kContendedWaitNs = 200 * 1000;
+constexpr int64_t kFirstBackoffNs = 20 * 1000 * 1000;
+constexpr int64_t kMaxBackoffNs = 1000 * 1000 * 1000;
+constexpr int kContendedCallsToBackOff = 2;
+std::atomic<int64_t> g_single_thread_until_ns{0};
+std::atomic<int64_t> g_backoff_ns{0};
+std::atomic<int> g_contended_calls{0};  // in a row
+
 }  // namespace
+
+int64_t monotonic_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+
+int team_size_now(int threads) {
+    if (threads <= 1) return threads;
+    const int64_t until = g_single_thread_until_ns.load(std::memory_order_relaxed);
+    return until != 0 && monotonic_ns() < until ? 1 : threads;
+}
+
+void report_team_wait(int64_t region_ns, int64_t longest_wait_ns) {
+    if (longest_wait_ns > kContendedWaitNs && 2 * longest_wait_ns > region_ns) {
+        // One such call can be a hypervisor's hiccup; two in a row are not.
+        if (g_contended_calls.fetch_add(1, std::memory_order_relaxed) + 1 < kContendedCallsToBackOff)
+            return;
+        int64_t backoff = g_backoff_ns.load(std::memory_order_relaxed) * 2;
+        backoff = backoff < kFirstBackoffNs ? kFirstBackoffNs : backoff;
+        backoff = backoff > kMaxBackoffNs ? kMaxBackoffNs : backoff;
+        g_backoff_ns.store(backoff, std::memory_order_relaxed);
+        g_single_thread_until_ns.store(monotonic_ns() + backoff, std::memory_order_relaxed);
+    } else {
+        g_contended_calls.store(0, std::memory_order_relaxed);
+        g_backoff_ns.store(0, std::memory_order_relaxed);
+    }
+}
 
 int64_t cache_budget_bytes() {
     const int64_t forced = g_cache_budget_override.load(std::memory_order_relaxed);
@@ -122,8 +162,21 @@ void gncpu_set_tuning(int64_t cache_budget_bytes, int64_t min_elements_per_threa
     gncpu::g_cache_budget_override.store(cache_budget_bytes > 0 ? cache_budget_bytes : 0);
     gncpu::g_min_elements_override.store(min_elements_per_thread > 0 ? min_elements_per_thread : 0);
     gncpu::g_streaming_override.store(streaming_threshold_bytes > 0 ? streaming_threshold_bytes : 0);
+    // A clean slate for the contention back-off too.
+    gncpu::g_single_thread_until_ns.store(0);
+    gncpu::g_backoff_ns.store(0);
+    gncpu::g_contended_calls.store(0);
 }
 
 int64_t gncpu_cache_budget_bytes(void) { return gncpu::cache_budget_bytes(); }
+
+int64_t gncpu_single_thread_ns_left(void) {
+    const int64_t left = gncpu::g_single_thread_until_ns.load() - gncpu::monotonic_ns();
+    return left > 0 ? left : 0;
+}
+
+void gncpu_note_team_wait(int64_t region_ns, int64_t longest_wait_ns) {
+    gncpu::report_team_wait(region_ns, longest_wait_ns);
+}
 
 }  // extern "C"

@@ -26,6 +26,18 @@ int64_t streaming_threshold_bytes();
 // allowed: fewer for small tensors, one in a forked child.
 int threads_for(int64_t work_elements, int requested);
 
+// Beside other busy processes a team's threads do not all run at once: the
+// OS deschedules one, and its teammates wait for it at a barrier or at the
+// end of the parallel region (measured: 8 ms calls instead of 0.25 ms beside
+// a second process running 2-thread calls on 2 cores).  The scheduler reports
+// the longest time one of its threads waited for the others; two calls in a
+// row whose team waited most of the call make the next calls run on one
+// thread for a while (20 ms, doubling up to 1 s while it keeps happening),
+// then a team is tried again.  Results do not depend on the thread count, so nor on this.
+int team_size_now(int threads);
+int64_t monotonic_ns();
+void report_team_wait(int64_t region_ns, int64_t longest_wait_ns);
+
 // This thread's index in its team and the team's size, inside a parallel
 // region: the team may be smaller than asked for, so work is split by these.
 struct TeamPosition {

@@ -32,6 +32,9 @@
 
 namespace gncpu {
 
+// Threads whose finish times the contention back-off compares (runtime.h).
+constexpr int kMaxTeamWatch = 64;
+
 // The problem's pointers, typed: values held as S, parameters and statistics as C.
 template <class S, class C>
 struct Tensors {
@@ -106,6 +109,37 @@ void process_item(const Layout& L, ThreadState<Layout>& s, int64_t item) {
     normalize_item(L, s, item, 0, L.blocks_per_item);
 }
 
+// How long each thread of a team waited for the others (at the barriers and
+// at the end of the region), for the contention back-off (runtime.h).
+struct TeamClock {
+    int64_t started_ns = monotonic_ns();
+    int64_t finished_ns[kMaxTeamWatch] = {};
+    int64_t waited_ns[kMaxTeamWatch] = {};
+    int team = 1;
+
+    bool watched(const TeamPosition& me) const { return me.index < kMaxTeamWatch; }
+    // Around a barrier: returns when the wait began.
+    int64_t wait_begins() const { return monotonic_ns(); }
+    void wait_ends(const TeamPosition& me, int64_t began_ns) {
+        if (watched(me)) waited_ns[me.index] += monotonic_ns() - began_ns;
+    }
+    void finish(const TeamPosition& me) {
+        if (watched(me)) finished_ns[me.index] = monotonic_ns();
+        if (me.index == 0) team = me.size < kMaxTeamWatch ? static_cast<int>(me.size) : kMaxTeamWatch;
+    }
+    void report() const {
+        if (team <= 1) return;
+        int64_t last = finished_ns[0];
+        for (int t = 1; t < team; ++t) last = finished_ns[t] > last ? finished_ns[t] : last;
+        int64_t longest_wait = 0;
+        for (int t = 0; t < team; ++t) {
+            const int64_t waited = waited_ns[t] + (last - finished_ns[t]);
+            longest_wait = waited > longest_wait ? waited : longest_wait;
+        }
+        report_team_wait(last - started_ns, longest_wait);
+    }
+};
+
 template <class Layout>
 void run_whole_items(const Layout& L, int threads, ThreadState<Layout>* states) {
     if (threads <= 1) {
@@ -113,6 +147,7 @@ void run_whole_items(const Layout& L, int threads, ThreadState<Layout>* states) 
         return;
     }
 #if defined(_OPENMP)
+    TeamClock clock;
 #pragma omp parallel num_threads(threads)
     {
         // Contiguous ranges of items, as schedule(static) would give.
@@ -121,7 +156,9 @@ void run_whole_items(const Layout& L, int threads, ThreadState<Layout>* states) 
              ++item) {
             process_item(L, states[me.index], item);
         }
+        clock.finish(me);
     }
+    clock.report();
 #endif
 }
 
@@ -136,6 +173,7 @@ void run_batches(const Layout& L, int threads, int64_t items_per_batch, BlockMom
     const int64_t batches = (L.items + items_per_batch - 1) / items_per_batch;
     const int64_t slot_stride = items_per_batch * L.blocks_per_item * groups;
     (void)threads;  // unused without OpenMP
+    TeamClock clock;
 #if defined(_OPENMP)
 #pragma omp parallel num_threads(threads)
 #endif
@@ -156,7 +194,9 @@ void run_batches(const Layout& L, int threads, int64_t items_per_batch, BlockMom
                                 slots + u * groups);
             }
 #if defined(_OPENMP)
+            const int64_t wait_began = clock.wait_begins();
 #pragma omp barrier
+            clock.wait_ends(me, wait_began);
 #endif
             for (int64_t u = lo; u < hi;) {
                 const int64_t local = u / L.blocks_per_item;
@@ -173,7 +213,9 @@ void run_batches(const Layout& L, int threads, int64_t items_per_batch, BlockMom
                 u = stop;
             }
         }
+        clock.finish(me);
     }
+    clock.report();
 }
 
 // Runs a layout's problem on up to `threads` threads.  Per-thread scratch is

@@ -96,3 +96,11 @@ def _parallel_copy(cnp.ndarray dst, cnp.ndarray src):
 def _set_tuning(cache_budget_bytes=0, min_elements_per_thread=0, streaming_threshold_bytes=0):
     """Force scheduling thresholds (0 = default): lets tests reach every path."""
     gncpu_set_tuning(cache_budget_bytes, min_elements_per_thread, streaming_threshold_bytes)
+
+
+def _contention(region_ns=None, longest_wait_ns=None):
+    """Nanoseconds left in the single-thread back-off; with arguments, first
+    reports a team's wait as a call would (for tests of the policy)."""
+    if region_ns is not None:
+        gncpu_note_team_wait(region_ns, longest_wait_ns)
+    return gncpu_single_thread_ns_left()

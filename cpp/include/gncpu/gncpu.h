@@ -124,10 +124,15 @@ int gncpu_openmp_enabled(void);
 int gncpu_in_forked_child(void);
 
 /* Scheduling knobs, for tests that must reach every code path on a small
- * machine.  Zero restores the default.  Not for production use. */
+ * machine.  Zero restores the default (and ends a contention back-off).  Not
+ * for production use. */
 void gncpu_set_tuning(int64_t cache_budget_bytes, int64_t min_elements_per_thread,
                       int64_t streaming_threshold_bytes);
 int64_t gncpu_cache_budget_bytes(void);
+/* The contention back-off (runtime.h): nanoseconds left during which calls run
+ * on one thread, and a team's wait to report as if a call had measured it. */
+int64_t gncpu_single_thread_ns_left(void);
+void gncpu_note_team_wait(int64_t region_ns, int64_t longest_wait_ns);
 
 #ifdef __cplusplus
 }
