@@ -26,6 +26,10 @@ struct F32 {
     static V add(V a, V b) { return _mm256_add_ps(a, b); }
     static V sub(V a, V b) { return _mm256_sub_ps(a, b); }
     static V mul_add(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+    static V first_lanes(int k, V a, V b) {  // lanes [0, k) of a, the rest of b
+        const V lane = _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7);
+        return _mm256_blendv_ps(b, a, _mm256_cmp_ps(lane, _mm256_set1_ps(static_cast<float>(k)), _CMP_LT_OQ));
+    }
     // 16-bit storage (F16C for binary16; integer lanes for bfloat16).
     using H = __m128i;
     static void store16(uint16_t* p, H h) { _mm_storeu_si128(reinterpret_cast<__m128i*>(p), h); }
@@ -82,6 +86,10 @@ struct F64 {
     static V add(V a, V b) { return _mm256_add_pd(a, b); }
     static V sub(V a, V b) { return _mm256_sub_pd(a, b); }
     static V mul_add(V a, V b, V c) { return _mm256_fmadd_pd(a, b, c); }
+    static V first_lanes(int k, V a, V b) {
+        const V lane = _mm256_setr_pd(0, 1, 2, 3);
+        return _mm256_blendv_pd(b, a, _mm256_cmp_pd(lane, _mm256_set1_pd(static_cast<double>(k)), _CMP_LT_OQ));
+    }
 };
 
 // Orders streaming (non-temporal) stores before the call returns.

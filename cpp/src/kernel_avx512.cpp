@@ -34,6 +34,9 @@ struct F32 {
     static V add(V a, V b) { return _mm512_add_ps(a, b); }
     static V sub(V a, V b) { return _mm512_sub_ps(a, b); }
     static V mul_add(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+    static V first_lanes(int k, V a, V b) {  // lanes [0, k) of a, the rest of b
+        return _mm512_mask_blend_ps(static_cast<__mmask16>((1u << k) - 1), b, a);
+    }
     // 16-bit storage (vcvtph2ps for binary16; integer lanes for bfloat16).
     using H = __m256i;
     static void store16(uint16_t* p, H h) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), h); }
@@ -84,6 +87,9 @@ struct F64 {
     static V add(V a, V b) { return _mm512_add_pd(a, b); }
     static V sub(V a, V b) { return _mm512_sub_pd(a, b); }
     static V mul_add(V a, V b, V c) { return _mm512_fmadd_pd(a, b, c); }
+    static V first_lanes(int k, V a, V b) {
+        return _mm512_mask_blend_pd(static_cast<__mmask8>((1u << k) - 1), b, a);
+    }
 };
 
 // Orders streaming (non-temporal) stores before the call returns.

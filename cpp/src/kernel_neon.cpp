@@ -25,6 +25,10 @@ struct F32 {
     static V add(V a, V b) { return vaddq_f32(a, b); }
     static V sub(V a, V b) { return vsubq_f32(a, b); }
     static V mul_add(V a, V b, V c) { return vfmaq_f32(c, a, b); }
+    static V first_lanes(int k, V a, V b) {  // lanes [0, k) of a, the rest of b
+        const float lane[4] = {0, 1, 2, 3};
+        return vbslq_f32(vcltq_f32(vld1q_f32(lane), vdupq_n_f32(static_cast<float>(k))), a, b);
+    }
     // 16-bit storage (fcvt for binary16; integer lanes for bfloat16).
     using H = uint16x4_t;
     static void store16(uint16_t* p, H h) { vst1_u16(p, h); }
@@ -67,6 +71,10 @@ struct F64 {
     static V add(V a, V b) { return vaddq_f64(a, b); }
     static V sub(V a, V b) { return vsubq_f64(a, b); }
     static V mul_add(V a, V b, V c) { return vfmaq_f64(c, a, b); }
+    static V first_lanes(int k, V a, V b) {
+        const double lane[2] = {0, 1};
+        return vbslq_f64(vcltq_f64(vld1q_f64(lane), vdupq_n_f64(static_cast<double>(k))), a, b);
+    }
 };
 
 // Orders streaming (non-temporal) stores before the call returns.

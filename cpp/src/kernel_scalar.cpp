@@ -51,6 +51,10 @@ struct PortableLanes {
         for (int i = 0; i < N; ++i) c.lane[i] = a.lane[i] * b.lane[i] + c.lane[i];
         return c;
     }
+    static V first_lanes(int k, V a, V b) {  // lanes [0, k) of a, the rest of b
+        for (int i = k; i < N; ++i) a.lane[i] = b.lane[i];
+        return a;
+    }
     // For the float32 activation math (see kernels/activations.inl).
     static V mul(V a, V b) {
         for (int i = 0; i < N; ++i) a.lane[i] *= b.lane[i];

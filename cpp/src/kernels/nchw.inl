@@ -74,14 +74,33 @@ BlockMoments block_moments(const typename S::Stored* x, int64_t n) {
     return centered_moments<S>(x, n, static_cast<T>(first.mean), inv_count);
 }
 
-// kStream: the output is larger than the last-level cache, so it is written
-// with non-temporal stores (no read-for-ownership of y, no eviction of x).
-// Either way the head up to the first vector-aligned y goes through a partial
-// vector, so the stores after it are aligned: a misaligned 64-byte store
-// splits a cache line every time (an out= buffer from np.empty sits 16 bytes
-// past a page: 1.3-1.6x slower on a Xeon with AVX-512).  The partial vector
-// does the same lane arithmetic, so every element's value is the same either
-// way.
+// Rows shorter than a vector: one row at a time, each with its own partial
+// vectors (a vector of the run below could cross several rows).
+template <class S, bool kStream, int kAct>
+void normalize_short_rows(const typename S::Stored* x, typename S::Stored* y, int64_t rows,
+                          int64_t row_len, typename S::Lanes::T center,
+                          const typename S::Lanes::T* scale, const typename S::Lanes::T* offset) {
+    using L = typename S::Lanes;
+    const typename L::V center_v = L::set1(center);
+    for (int64_t r = 0; r < rows; ++r) {
+        const typename L::V v = load_partial<S>(x + r * row_len, row_len);
+        store_partial<S>(y + r * row_len,
+                         normalize_lanes<L, kAct>(v, center_v, L::set1(scale[r]), L::set1(offset[r])),
+                         row_len);
+    }
+}
+
+// y[r*row_len + i] = act((x[...] - center) * scale[r] + offset[r]), walked as
+// one run of rows * row_len values: a vector that crosses from row r to r + 1
+// takes its first lanes' parameters from row r and the others' from r + 1
+// (rows are at least a vector long, so a vector crosses at most one end).
+// The run starts with a partial vector up to the first vector-aligned y, so
+// every other store is aligned whatever buffer the caller passed and however
+// long the rows: a misaligned 64-byte store splits a cache line every time (an
+// out= buffer from np.empty sits 16 bytes past a line), and per-row partial
+// vectors made rows of 64 values 3x slower.  kStream: non-temporal stores,
+// for outputs larger than the last-level cache.  Every lane does the same
+// arithmetic wherever the run is cut, so each value is the same either way.
 template <class S, bool kStream, int kAct>
 void normalize_rows(const typename S::Stored* x, typename S::Stored* y, int64_t rows,
                     int64_t row_len, typename S::Lanes::T center,
@@ -91,45 +110,59 @@ void normalize_rows(const typename S::Stored* x, typename S::Stored* y, int64_t 
     using V = typename L::V;
     constexpr int64_t W = L::width;
     constexpr uintptr_t kAlign = sizeof(Stored) * W;
+    if (row_len < W) {
+        normalize_short_rows<S, kStream, kAct>(x, y, rows, row_len, center, scale, offset);
+        return;
+    }
+    const auto put = [](Stored* p, V v) {
+        if (kStream) S::stream(p, v); else S::store(p, v);
+    };
     const V center_v = L::set1(center);
-    for (int64_t r = 0; r < rows; ++r) {
-        const Stored* xr = x + r * row_len;
-        Stored* yr = y + r * row_len;
-        const V scale_v = L::set1(scale[r]);
-        const V offset_v = L::set1(offset[r]);
-        int64_t i = 0;
-        const uintptr_t misalign = reinterpret_cast<uintptr_t>(yr) % kAlign;
-        // Short rows: a partial head would cost more than the split stores.
-        if ((kStream || row_len >= 4 * W) && misalign != 0 && misalign % sizeof(Stored) == 0) {
-            int64_t head = static_cast<int64_t>((kAlign - misalign) / sizeof(Stored));
-            if (head > row_len) head = row_len;
-            store_partial<S>(yr, normalize_lanes<L, kAct>(load_partial<S>(xr, head), center_v,
-                                                          scale_v, offset_v), head);
-            i = head;
+    const int64_t total = rows * row_len;
+    int64_t i = 0, r = 0, row_end = row_len;
+    V scale_v = L::set1(scale[0]), offset_v = L::set1(offset[0]);
+    const uintptr_t misalign = reinterpret_cast<uintptr_t>(y) % kAlign;
+    if (misalign != 0 && misalign % sizeof(Stored) == 0) {  // head < W <= row_len: in row 0
+        const int64_t head = static_cast<int64_t>((kAlign - misalign) / sizeof(Stored));
+        store_partial<S>(y, normalize_lanes<L, kAct>(load_partial<S>(x, head), center_v, scale_v,
+                                                     offset_v), head);
+        i = head;
+    }
+    if (kStream && reinterpret_cast<uintptr_t>(y + i) % kAlign != 0) {
+        // Not even element-aligned: plain stores (streaming needs alignment).
+        normalize_rows<S, false, kAct>(x, y, rows, row_len, center, scale, offset);
+        return;
+    }
+    while (i + W <= total) {
+        for (; i + 4 * W <= row_end; i += 4 * W) {
+            const V x0 = S::load(x + i), x1 = S::load(x + i + W);
+            const V x2 = S::load(x + i + 2 * W), x3 = S::load(x + i + 3 * W);
+            put(y + i, normalize_lanes<L, kAct>(x0, center_v, scale_v, offset_v));
+            put(y + i + W, normalize_lanes<L, kAct>(x1, center_v, scale_v, offset_v));
+            put(y + i + 2 * W, normalize_lanes<L, kAct>(x2, center_v, scale_v, offset_v));
+            put(y + i + 3 * W, normalize_lanes<L, kAct>(x3, center_v, scale_v, offset_v));
         }
-        if (kStream && reinterpret_cast<uintptr_t>(yr + i) % kAlign == 0) {
-            for (; i + W <= row_len; i += W) {
-                S::stream(yr + i, normalize_lanes<L, kAct>(S::load(xr + i), center_v,
-                                                           scale_v, offset_v));
-            }
+        for (; i + W <= row_end; i += W)
+            put(y + i, normalize_lanes<L, kAct>(S::load(x + i), center_v, scale_v, offset_v));
+        if (row_end == total) break;
+        // The next row starts here or inside the next vector.
+        const V next_scale = L::set1(scale[r + 1]), next_offset = L::set1(offset[r + 1]);
+        if (i < row_end && i + W <= total) {
+            const int in_this_row = static_cast<int>(row_end - i);
+            put(y + i, normalize_lanes<L, kAct>(S::load(x + i), center_v,
+                                                L::first_lanes(in_this_row, scale_v, next_scale),
+                                                L::first_lanes(in_this_row, offset_v, next_offset)));
+            i += W;
         }
-        for (; i + 4 * W <= row_len; i += 4 * W) {
-            const V x0 = S::load(xr + i), x1 = S::load(xr + i + W);
-            const V x2 = S::load(xr + i + 2 * W), x3 = S::load(xr + i + 3 * W);
-            S::store(yr + i, normalize_lanes<L, kAct>(x0, center_v, scale_v, offset_v));
-            S::store(yr + i + W, normalize_lanes<L, kAct>(x1, center_v, scale_v, offset_v));
-            S::store(yr + i + 2 * W, normalize_lanes<L, kAct>(x2, center_v, scale_v, offset_v));
-            S::store(yr + i + 3 * W, normalize_lanes<L, kAct>(x3, center_v, scale_v, offset_v));
-        }
-        for (; i + W <= row_len; i += W) {
-            S::store(yr + i, normalize_lanes<L, kAct>(S::load(xr + i), center_v, scale_v, offset_v));
-        }
-        if (i < row_len) {
-            const V v = load_partial<S>(xr + i, row_len - i);
-            store_partial<S>(yr + i, normalize_lanes<L, kAct>(v, center_v, scale_v, offset_v),
-                             row_len - i);
-        }
+        ++r;
+        row_end += row_len;
+        scale_v = next_scale;
+        offset_v = next_offset;
+    }
+    if (i < total) {  // fewer than W values left, all in the last row
+        store_partial<S>(y + i, normalize_lanes<L, kAct>(load_partial<S>(x + i, total - i),
+                                                         center_v, scale_v, offset_v),
+                         total - i);
     }
     if (kStream) fence_streams();
 }
-
