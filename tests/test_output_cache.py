@@ -12,11 +12,11 @@ LARGE = (1, 16, 256, 256)  # 4 MiB of float32: the smallest cached size
 
 @pytest.fixture
 def cache():
-    before = gncpu.output_cache_info()["limit"]
+    before = gncpu.output_cache_info()
     gncpu.set_output_cache_limit(0)
     gncpu.set_output_cache_limit(256 << 20)
     yield
-    gncpu.set_output_cache_limit(before)
+    gncpu.set_output_cache_limit(None if before["adaptive"] else before["limit"])
 
 
 def test_freed_output_is_reused(cache, rng):
@@ -80,7 +80,8 @@ def test_limit_zero_disables_and_frees(cache, rng):
     gc.collect()
     assert gncpu.output_cache_info()["cached_bytes"] > 0
     gncpu.set_output_cache_limit(0)
-    assert gncpu.output_cache_info() == {"limit": 0, "cached_bytes": 0, "cached_buffers": 0}
+    assert gncpu.output_cache_info() == {"limit": 0, "adaptive": False, "cached_bytes": 0,
+                                         "cached_buffers": 0}
     y = gncpu.group_norm(rng.standard_normal(LARGE).astype(np.float32), 4)
     del y
     gc.collect()
@@ -88,7 +89,7 @@ def test_limit_zero_disables_and_frees(cache, rng):
 
 
 @pytest.mark.parametrize("bad,error", [(-1, ValueError), (1.5, TypeError), ("1", TypeError),
-                                       (None, TypeError), (True, TypeError)])
+                                       (True, TypeError)])
 def test_limit_validation(cache, bad, error):
     with pytest.raises(error):
         gncpu.set_output_cache_limit(bad)
@@ -110,3 +111,43 @@ def test_cache_follows_the_shapes_in_use(cache, rng):
     info = gncpu.output_cache_info()
     assert info["cached_bytes"] <= 12 << 20
     assert gncpu.group_norm(x, 4).ctypes.data == address
+
+
+def test_adaptive_limit_holds_two_of_the_largest_outputs(rng):
+    """The default limit grows with the outputs a model asks for: two 6 MiB
+    outputs stay cached above an (8 MiB, for the test) floor."""
+    from gncpu import _core
+    before = gncpu.output_cache_info()
+    gncpu.set_output_cache_limit(0)
+    try:
+        gncpu.set_output_cache_limit(None)
+        _core._set_adaptive_base(8 << 20)
+        x = rng.standard_normal((1, 24, 256, 256)).astype(np.float32)  # 6 MiB
+        a, b = gncpu.group_norm(x, 4), gncpu.group_norm(x, 4)
+        addresses = {a.ctypes.data, b.ctypes.data}
+        del a, b
+        gc.collect()
+        info = gncpu.output_cache_info()
+        assert info["adaptive"] and info["limit"] == 12 << 20 and info["cached_buffers"] == 2
+        c, d = gncpu.group_norm(x, 4), gncpu.group_norm(x, 4)
+        assert {c.ctypes.data, d.ctypes.data} == addresses
+    finally:
+        _core._set_adaptive_base(256 << 20)
+        gncpu.set_output_cache_limit(0)
+        gncpu.set_output_cache_limit(None if before["adaptive"] else before["limit"])
+
+
+def test_a_slightly_larger_buffer_serves_a_request(cache, rng):
+    """Shapes in a model differ by a few channels: a cached buffer up to a
+    quarter larger is reused; a much larger one is not."""
+    y = gncpu.group_norm(rng.standard_normal((1, 24, 256, 256)).astype(np.float32), 4)  # 6 MiB
+    address = y.ctypes.data
+    del y
+    gc.collect()
+    x = rng.standard_normal((1, 20, 256, 256)).astype(np.float32)  # 5 MiB
+    z = gncpu.group_norm(x, 4)
+    assert z.ctypes.data == address and z.nbytes == 5 << 20
+    del z
+    gc.collect()
+    small = gncpu.group_norm(rng.standard_normal((1, 16, 256, 256)).astype(np.float32), 4)
+    assert small.ctypes.data != address  # 4 MiB from a 6 MiB buffer would waste half

@@ -38,9 +38,36 @@ cdef extern from *:
 # Outputs smaller than this come from NumPy's allocator, which reuses them.
 cdef size_t _MIN_CACHED_BYTES = 4 << 20
 cdef int _MAX_CACHED_BUFFERS = 8
-cdef size_t _cache_limit = 256 << 20
+# The adaptive limit (the default): at least this, and room for two of the
+# largest outputs asked for so far (a VAE decoder's 256 MiB tensors never fit
+# a fixed 256 MiB: each such call paid ~0.3 s of page faults), but never more
+# than a quarter of the machine's memory.
+cdef size_t _ADAPTIVE_BASE = 256 << 20
+cdef bint _adaptive = True
+cdef size_t _fixed_limit = 0
+cdef size_t _largest_request = 0
 cdef size_t _cached_bytes = 0
 cdef list _free_buffers = []   # [(nbytes, address)], most recently freed last
+# A cached buffer up to this fraction larger than a request serves it (shapes
+# in a model differ by a few rows or channels).
+cdef size_t _SIZE_SLACK_DIVISOR = 4
+
+
+cdef size_t _memory_cap():
+    try:
+        import os
+        return <size_t>(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4)
+    except (ValueError, OSError, AttributeError):
+        return <size_t>(4 << 30)
+
+
+cdef size_t _physical_cap = _memory_cap()
+
+
+cdef size_t _limit():
+    if not _adaptive:
+        return _fixed_limit
+    return min(max(_ADAPTIVE_BASE, 2 * _largest_request), _physical_cap)
 
 
 cdef class _OutputBuffer:
@@ -53,13 +80,13 @@ cdef class _OutputBuffer:
         if self.data == NULL:
             return
         # _free_buffers is None while the module is torn down.
-        if _free_buffers is None or self.nbytes > _cache_limit:
+        if _free_buffers is None or self.nbytes > _limit():
             gncpu_aligned_free(self.data)
             self.data = NULL
             return
         # Make room by freeing the buffers freed longest ago: the cache follows
         # the shapes in use now.
-        while _free_buffers and (_cached_bytes + self.nbytes > _cache_limit
+        while _free_buffers and (_cached_bytes + self.nbytes > _limit()
                                  or len(_free_buffers) >= _MAX_CACHED_BUFFERS):
             size, address = _free_buffers.pop(0)
             _cached_bytes -= size
@@ -69,31 +96,40 @@ cdef class _OutputBuffer:
         self.data = NULL
 
 
-cdef void* _take_cached(size_t nbytes):
+cdef void* _take_cached(size_t nbytes, size_t* taken_bytes):
+    """The smallest cached buffer that holds nbytes with little to spare."""
     global _cached_bytes
-    cdef Py_ssize_t i
+    cdef Py_ssize_t i, best = -1
+    cdef size_t size, best_size = 0
     for i in range(len(_free_buffers) - 1, -1, -1):
-        size, address = _free_buffers[i]
-        if size == nbytes:
-            del _free_buffers[i]
-            _cached_bytes -= nbytes
-            return <void*><size_t>address
-    return NULL
+        size = _free_buffers[i][0]
+        if nbytes <= size <= nbytes + nbytes // _SIZE_SLACK_DIVISOR and (
+                best < 0 or size < best_size):
+            best, best_size = i, size
+    if best < 0:
+        return NULL
+    _, address = _free_buffers.pop(best)
+    _cached_bytes -= best_size
+    taken_bytes[0] = best_size
+    return <void*><size_t>address
 
 
 cdef cnp.ndarray _new_output(int ndim, cnp.npy_intp* shape, int typenum):
     """An uninitialised C-contiguous array, from the cache when it is large."""
+    global _largest_request
     cdef size_t nbytes = cnp.PyArray_MultiplyList(shape, ndim) * cnp.PyArray_DescrFromType(typenum).itemsize
-    if nbytes < _MIN_CACHED_BYTES or _cache_limit == 0:
+    if nbytes < _MIN_CACHED_BYTES or _limit() == 0:
         return cnp.PyArray_EMPTY(ndim, shape, typenum, 0)
-    cdef void* data = _take_cached(nbytes)
+    _largest_request = max(_largest_request, nbytes)
+    cdef size_t allocated = nbytes
+    cdef void* data = _take_cached(nbytes, &allocated)
     if data == NULL:
         data = gncpu_aligned_alloc(nbytes)
         if data == NULL:
             return cnp.PyArray_EMPTY(ndim, shape, typenum, 0)
     cdef _OutputBuffer owner = _OutputBuffer.__new__(_OutputBuffer)
     owner.data = data
-    owner.nbytes = nbytes
+    owner.nbytes = allocated
     cdef cnp.ndarray arr = cnp.PyArray_SimpleNewFromData(ndim, shape, typenum, data)
     cnp.set_array_base(arr, owner)
     return arr
@@ -108,20 +144,34 @@ def _release_cached():
 
 
 def set_output_cache_limit(nbytes):
-    """Bytes of freed large output buffers gncpu keeps for reuse (default 256 MiB).
+    """Bytes of freed large output buffers gncpu keeps for reuse.
 
-    Only outputs of 4 MiB or more are cached, at most 8 of them; 0 turns the
-    cache off and frees what it holds."""
-    global _cache_limit
-    value = _as_integer(nbytes, "the limit (bytes)")
-    if value < 0:
-        raise ValueError(f"the limit must be >= 0, got {value}")
-    _cache_limit = min(value, 2**62)
-    if _cached_bytes > _cache_limit:
+    None (the default) adapts: at least 256 MiB, and room for two of the
+    largest outputs requested so far, up to a quarter of the machine's memory.
+    A number fixes the limit; 0 turns the cache off and frees what it holds.
+    Only outputs of 4 MiB or more are cached, at most 8 of them."""
+    global _adaptive, _fixed_limit
+    if nbytes is None:
+        _adaptive = True
+    else:
+        value = _as_integer(nbytes, "the limit (bytes)")
+        if value < 0:
+            raise ValueError(f"the limit must be >= 0 or None, got {value}")
+        _adaptive = False
+        _fixed_limit = min(value, 2**62)
+    if _cached_bytes > _limit():
         _release_cached()
 
 
 def output_cache_info():
-    """{'limit': bytes, 'cached_bytes': bytes, 'cached_buffers': count}."""
-    return {"limit": _cache_limit, "cached_bytes": _cached_bytes,
+    """{'limit': bytes now, 'adaptive': bool, 'cached_bytes': bytes, 'cached_buffers': count}."""
+    return {"limit": _limit(), "adaptive": bool(_adaptive), "cached_bytes": _cached_bytes,
             "cached_buffers": len(_free_buffers)}
+
+
+def _set_adaptive_base(nbytes):
+    """The adaptive limit's floor (default 256 MiB), for tests; also forgets
+    the largest output seen."""
+    global _ADAPTIVE_BASE, _largest_request
+    _ADAPTIVE_BASE = nbytes
+    _largest_request = 0

@@ -24,5 +24,6 @@ class OutputCacheInfo(TypedDict):
     """gncpu.output_cache_info(): the freed large outputs kept for reuse."""
 
     limit: int
+    adaptive: bool
     cached_bytes: int
     cached_buffers: int
