@@ -1,4 +1,5 @@
-"""The peers bench/run.py times gncpu against: NumPy, PyTorch, ONNX Runtime, OpenVINO.
+"""The peers bench/run.py times gncpu against: NumPy, PyTorch (eager and
+torch.compile), ONNX Runtime, OpenVINO.
 
 Each factory takes (config, x, groups, weight, bias), config being run.py's
 BenchConfig (dtype, activation, channels_last, eps, threads, ...), and returns a
@@ -71,7 +72,7 @@ def _torch_activation(name):
     raise Skip(f"no {name} here")
 
 
-def make_torch(config, x, groups, weight, bias):
+def _torch_group_norm(config, x, groups, weight, bias, compile_it):
     import torch
     torch.set_num_threads(config.threads)
     act = _torch_activation(config.activation) if config.activation else None
@@ -81,19 +82,31 @@ def make_torch(config, x, groups, weight, bias):
     if channels_last:  # an NCHW tensor in channels_last memory format, as PyTorch holds it
         tx = tx.permute(0, x.ndim - 1, *range(1, x.ndim - 1))
     tw, tb = (torch.from_numpy(a).to(tx.dtype) for a in (weight, bias))
-    fn = torch.nn.functional.group_norm
+
+    def forward(t):
+        y = torch.nn.functional.group_norm(t, groups, tw, tb, eps)
+        return act(y) if act else y
+
+    # Inductor's generated C++ kernel, compiled on the first call (in setup).
+    fn = torch.compile(forward, dynamic=False) if compile_it else forward
 
     def run():
-        with torch.inference_mode():
-            y = fn(tx, groups, tw, tb, eps)
-            if act:
-                y = act(y)
+        with torch.no_grad():
+            y = fn(tx)
             if channels_last:
                 y = y.permute(0, *range(2, x.ndim), 1)
             if bf16:
                 return y.contiguous().view(torch.int16).numpy().view(x.dtype)
             return y.numpy()
     return run
+
+
+def make_torch(config, x, groups, weight, bias):
+    return _torch_group_norm(config, x, groups, weight, bias, compile_it=False)
+
+
+def make_torch_compile(config, x, groups, weight, bias):
+    return _torch_group_norm(config, x, groups, weight, bias, compile_it=True)
 
 
 def _onnx_activation_nodes(name, helper, source, target):
@@ -179,6 +192,7 @@ def make_openvino(config, x, groups, weight, bias):
 PEERS = [  # (name, factory), in the order they are timed and printed
     ("numpy", make_numpy),
     ("torch", make_torch),
+    ("torch.compile", make_torch_compile),
     ("onnxruntime", make_onnxruntime),
     ("openvino", make_openvino),
 ]

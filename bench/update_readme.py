@@ -6,8 +6,8 @@
 
 The first file (float32, NCHW, no activation) fills the main table; each
 further file (another dtype, --channels-last or --activation) adds a compact
-table to the inference-paths section.  Replaces the lines between the markers
-in README.md.
+table to the inference-paths section; a --busy file fills the busy-machine
+table.  Replaces the lines between the markers in README.md.
 """
 
 import json
@@ -18,9 +18,11 @@ START = "<!-- bench-table-start -->"
 END = "<!-- bench-table-end -->"
 VARIANTS_START = "<!-- bench-variants-start -->"
 VARIANTS_END = "<!-- bench-variants-end -->"
-PEERS = ["torch", "onnxruntime", "openvino", "numpy"]
-TITLES = {"torch": "PyTorch", "onnxruntime": "ONNX Runtime", "openvino": "OpenVINO",
-          "numpy": "NumPy"}
+BUSY_START = "<!-- bench-busy-start -->"
+BUSY_END = "<!-- bench-busy-end -->"
+PEERS = ["torch", "torch.compile", "onnxruntime", "openvino", "numpy"]
+TITLES = {"torch": "PyTorch", "torch.compile": "torch.compile", "onnxruntime": "ONNX Runtime",
+          "openvino": "OpenVINO", "numpy": "NumPy"}
 
 
 def time_cell(r, tiny):
@@ -32,6 +34,14 @@ def time_cell(r, tiny):
 
 def is_tiny(shape, r):
     return r is not None and r["seconds"] < 1e-4 and shape.lower().startswith("tiny")
+
+
+def alignment_cell(by_impl):
+    """out= into a NumPy buffer (16 bytes past a line) ÷ into a 64-byte-aligned one."""
+    numpy_like, aligned = by_impl.get("gncpu out="), by_impl.get("gncpu out=64")
+    if numpy_like is None or aligned is None:
+        return "–"
+    return f"{numpy_like['seconds'] / aligned['seconds']:.2f}"
 
 
 def speedup_cell(by_impl, peers):
@@ -51,7 +61,8 @@ def table(data, threads):
     peers = [p for p in PEERS if any(r["impl"] == p for r in rows)]
     shapes = list(dict.fromkeys(r["shape"] for r in rows))
     head = (["shape", "G", "gncpu `out=`", "gncpu"] + [TITLES[p] for p in peers]
-            + ["gncpu vs fastest peer", "gncpu max error", "PyTorch max error"])
+            + ["gncpu vs fastest peer", "`out=` NumPy ÷ 64-B buffer", "gncpu max error",
+               "PyTorch max error"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for shape in shapes:
         by_impl = {r["impl"]: r for r in rows if r["shape"] == shape}
@@ -62,6 +73,7 @@ def table(data, threads):
             r = by_impl.get(impl)
             cells.append(time_cell(r, is_tiny(shape, r)))
         cells.append(speedup_cell(by_impl, peers))
+        cells.append(alignment_cell(by_impl))
         for impl in ("gncpu", "torch"):
             err = by_impl.get(impl, {}).get("max_error")
             cells.append(f"{err:.0e}" if err is not None else "–")
@@ -104,7 +116,8 @@ def variant_table(data):
     peers = [p for p in PEERS if any(r["impl"] == p for r in rows)]
     head = ["shape"]
     for t in all_threads:
-        head += [f"{t}T gncpu", f"{t}T PyTorch", f"{t}T vs fastest peer"]
+        head += [f"{t}T gncpu", f"{t}T PyTorch", f"{t}T vs fastest peer",
+                 f"{t}T `out=` NumPy ÷ 64-B"]
     head += ["gncpu max error", "PyTorch max error"]
     lines = [f"**{variant_title(data)}**", "", "| " + " | ".join(head) + " |",
              "|" + "---|" * len(head)]
@@ -116,6 +129,7 @@ def variant_table(data):
             tiny = is_tiny(shape, by_impl.get("gncpu"))
             cells += [time_cell(by_impl.get(impl), tiny) for impl in ("gncpu", "torch")]
             cells.append(speedup_cell(by_impl, peers))
+            cells.append(alignment_cell(by_impl))
             for impl in ("gncpu", "torch"):
                 err = by_impl.get(impl, {}).get("max_error")
                 if err is not None:
@@ -140,6 +154,25 @@ def render_variants(datasets):
     return out
 
 
+def render_busy(data):
+    """bench/run.py --busy: gncpu beside a second process running thread teams."""
+    m = data["machine"]
+    rows = data["busy"]
+    threads = rows[0]["threads"] if rows else "?"
+    out = [f"Measured by `bench/run.py --busy --threads {threads}` on {m['cpu']} "
+           f"({m['cores']} CPUs), ISA `{m['isa']}`, {data['dtype']}: the mean time of a "
+           f"{threads}-thread call while a second process runs {threads}-thread GroupNorm "
+           "calls on the same cores, ÷ the mean time of a 1-thread call on the quiet "
+           "machine (means over at least a second each).", "",
+           "| shape | G | quiet 1 thread | busy, mean | busy, worst call | busy ÷ quiet 1T |",
+           "|---|---|---|---|---|---|"]
+    for r in rows:
+        out.append(f"| {r['shape']} ({'×'.join(map(str, r['dims']))}) | {r['groups']} | "
+                   f"{r['quiet_1t_s'] * 1e6:.0f} µs | {r['busy_s'] * 1e6:.0f} µs | "
+                   f"{r['busy_worst_s'] * 1e3:.1f} ms | {r['busy_over_quiet_1t']:.2f}× |")
+    return out
+
+
 def replace_between(text, start, end, lines):
     if start not in text or end not in text:
         sys.exit(f"README.md lacks the markers {start} / {end}")
@@ -152,10 +185,16 @@ def main(argv):
     if len(argv) < 2:
         sys.exit(__doc__)
     datasets = [json.loads(Path(a).read_text()) for a in argv[1:]]
+    busy = [d for d in datasets if "busy" in d]
+    datasets = [d for d in datasets if "busy" not in d]
     readme = Path(__file__).resolve().parent.parent / "README.md"
-    text = replace_between(readme.read_text(), START, END, render(datasets[0]))
+    text = readme.read_text()
+    if datasets:
+        text = replace_between(text, START, END, render(datasets[0]))
     if len(datasets) > 1:
         text = replace_between(text, VARIANTS_START, VARIANTS_END, render_variants(datasets[1:]))
+    if busy:
+        text = replace_between(text, BUSY_START, BUSY_END, render_busy(busy[0]))
     readme.write_text(text)
     print(f"README.md tables updated from {', '.join(argv[1:])}")
 
