@@ -52,6 +52,20 @@ def test_activation_near_float32_max(isa, activation):
     assert np.allclose(y, expected, rtol=RTOL[np.float32], atol=1e-36)
 
 
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_activation_at_infinity_and_nan(isa, activation, dtype):
+    """Pre-activations of -inf, +inf (an infinite bias) and NaN: the limits
+    (-inf gives 0 for every activation), as the oracle says."""
+    bias = np.array([-np.inf, np.inf, np.nan], dtype)
+    x = np.tile(np.array([-1.0, 1.0], dtype), (1, bias.size, 1))
+    y = gncpu.group_norm(x, bias.size, None, bias, activation=activation)
+    expected = reference.group_norm(x, bias.size, None, bias, activation=activation)
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(expected))
+    finite = ~np.isnan(expected)
+    np.testing.assert_allclose(y[finite], expected[finite], rtol=0, atol=1e-36)
+
+
 def test_activation_is_bitwise_deterministic(isa, restore_threads, rng):
     x = random_input(rng, (1, 8, 100, 100), mean=-2.0)
     results = []

@@ -13,16 +13,19 @@ import numpy as np
 _erf = np.frompyfunc(math.erf, 1, 1)  # NumPy has no erf; math.erf maps inf/nan as C's erf
 
 
+# At v = -inf both formulas read -inf * 0; the activations' limit there is -0,
+# which is what they return (gncpu's kernels too).
+
 def _silu(v):
-    # exp(-v) overflows to inf below v = -709, where v / inf = -0 is the answer;
-    # at v = -inf, -inf / inf is NaN, as the formula says.
+    # exp(-v) overflows to inf below v = -709, where v / inf = -0 is the answer.
     with np.errstate(over="ignore", invalid="ignore"):
-        return v / (1.0 + np.exp(-v))
+        return np.where(v == -np.inf, -0.0, v / (1.0 + np.exp(-v)))
 
 
 def _gelu(v):  # the erf form, PyTorch's default
-    with np.errstate(invalid="ignore"):  # -inf * 0 is NaN, as the formula says
-        return 0.5 * v * (1.0 + _erf(v / math.sqrt(2.0)).astype(np.float64))
+    with np.errstate(invalid="ignore"):
+        return np.where(v == -np.inf, -0.0,
+                        0.5 * v * (1.0 + _erf(v / math.sqrt(2.0)).astype(np.float64)))
 
 
 _ACTIVATIONS = {
@@ -57,8 +60,9 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, *, activation=No
         return (y, mean, rstd) if return_stats else y
 
     n, c = x.shape[:2]
-    if num_groups <= 0 or c % num_groups:
-        raise ValueError(f"num_groups ({num_groups}) must divide the number of channels ({c})")
+    if num_groups <= 0 or c % num_groups or num_groups > max(c, 1):
+        raise ValueError(f"num_groups ({num_groups}) must divide the number of channels ({c}), "
+                         "and be 1 when there are none")
     if x.size == 0:
         y = np.zeros(x.shape, dtype=np.float64)
         mean, rstd = np.full((n, num_groups), np.nan), np.full((n, num_groups), np.nan)

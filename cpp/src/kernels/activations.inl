@@ -1,5 +1,6 @@
 // Activations fused into the normalisation: one specialisation of Activation
-// per gncpu_activation value, each with
+// per gncpu_activation value (at -inf each returns its limit, 0, where the
+// formulas read -inf * 0), each with
 //   lanes<L>(v)  float32 lanes (vectorised exp/erf, see exp_neg_f32), and
 //   scalar(v)    float64, through libm per lane: exact to double rounding, and
 //                exp/erf stay real library functions (no inline code shared
@@ -66,7 +67,7 @@ struct Activation<GNCPU_ACT_SILU> {  // v * sigmoid(v) = v / (1 + exp(-v))
         const typename L::V numerator = L::max(L::set1(-88.37626f), v);
         return L::div(numerator, L::add(L::set1(1.0f), exp_neg_f32<L>(v)));
     }
-    static double scalar(double v) { return v / (1.0 + exp(-v)); }
+    static double scalar(double v) { return v == -INFINITY ? -0.0 : v / (1.0 + exp(-v)); }
 };
 
 template <>
@@ -80,14 +81,19 @@ template <>
 struct Activation<GNCPU_ACT_GELU> {  // erf form, as PyTorch's default
     // 0.5 * v * (1 + erf(v / sqrt 2)) = 0.5 v + 0.5 |v| erf(|v| / sqrt 2): halved
     // first, so that v + |v| cannot overflow near the float32 maximum.
+    // -inf goes in as the most negative float, so the limit 0 comes out, not
+    // -inf + inf (NaN passes the max).
     template <class L>
     static typename L::V lanes(typename L::V v) {
+        v = L::max(L::set1(-3.40282347e38f), v);
         const typename L::V magnitude = L::max(v, L::sub(L::zero(), v));
         const typename L::V e = erf_nonnegative_f32<L>(L::mul(magnitude, L::set1(0.70710678f)));
         const typename L::V half = L::set1(0.5f);
         return L::mul_add(L::mul(half, magnitude), e, L::mul(half, v));
     }
-    static double scalar(double v) { return 0.5 * v * (1.0 + erf(v * 0.70710678118654752440)); }
+    static double scalar(double v) {
+        return v == -INFINITY ? -0.0 : 0.5 * v * (1.0 + erf(v * 0.70710678118654752440));
+    }
 };
 
 template <class L, int kAct>
