@@ -19,7 +19,6 @@ from __future__ import annotations  # BenchConfig's "str | None" on Python 3.9
 import argparse
 import dataclasses
 import importlib.metadata
-import inspect
 import json
 import math
 import os
@@ -66,28 +65,11 @@ class BenchConfig:
 
 
 # ------------------------------------------------------------- expected values
-# gncpu.reference.group_norm is gaining activation= (issue #10); until the
-# installed one has it, apply the activation here, in float64 as well.
-_REFERENCE_ACTIVATES = "activation" in inspect.signature(reference.group_norm).parameters
-_erf = np.vectorize(math.erf, otypes=[np.float64])
-_EXACT_ACTIVATIONS = {
-    "silu": lambda v: v / (1.0 + np.exp(-v)),
-    "relu": lambda v: np.maximum(v, 0.0),
-    "gelu": lambda v: 0.5 * v * (1.0 + _erf(v / math.sqrt(2.0))),
-}
-
 
 def expected_output(config, x, groups, weight, bias):
     """The float64 answer for x (given NCHW), held in config's layout."""
-    x64 = x.astype(np.float64)
-    if _REFERENCE_ACTIVATES:
-        expected = reference.group_norm(x64, groups, weight, bias, config.eps,
-                                        activation=config.activation)
-    else:
-        expected = reference.group_norm(x64, groups, weight, bias, config.eps)
-        if config.activation:
-            expected = _EXACT_ACTIVATIONS[config.activation](expected)
-    # The activation is elementwise, so moving the channel axis after it is exact.
+    expected = reference.group_norm(x.astype(np.float64), groups, weight, bias, config.eps,
+                                    activation=config.activation)
     return np.moveaxis(expected, 1, -1) if config.channels_last else expected
 
 

@@ -2,8 +2,7 @@
 random garbage arguments that may only raise TypeError or ValueError."""
 
 import numpy as np
-import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import gncpu

@@ -31,7 +31,10 @@ from ._types import BuildInfo, IsaName, OutputCacheInfo
 from ._version import __version__
 
 __all__ = [
+    "BuildInfo",
     "GroupNorm",
+    "IsaName",
+    "OutputCacheInfo",
     "__version__",
     "build_info",
     "compiled_isas",

@@ -18,7 +18,10 @@ from ._types import OutputCacheInfo as OutputCacheInfo
 
 __version__: str
 __all__ = [
+    "BuildInfo",
     "GroupNorm",
+    "IsaName",
+    "OutputCacheInfo",
     "__version__",
     "build_info",
     "compiled_isas",
