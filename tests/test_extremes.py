@@ -165,3 +165,25 @@ def test_extreme_magnitudes_match_oracle(case, isa):
             offset_ratio = float(np.abs(x).max() / max(float(x.astype(np.float64).std()), 1e-300))
         tolerance = TOLERANCE[x.dtype.type] * (max(1.0, offset_ratio) if x.dtype == np.float64 else 1.0)
         assert_matches_oracle(y, expected, tolerance=tolerance)
+
+
+@pytest.mark.parametrize("channels_last", LAYOUTS)
+@pytest.mark.parametrize("weight_value", [1e15, 1e-35, 3e38])
+def test_weight_pushing_the_scale_out_of_float_range(isa, channels_last, weight_value):
+    """rstd 1e25 with weight 1e15 is a scale of 1e40 (past float32), and a tiny
+    weight one below its normal range; the outputs themselves are representable."""
+    x = (np.random.default_rng(5).standard_normal((1, 2, 64)) * 1e-25).astype(np.float32)
+    if channels_last:
+        x = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    weight = np.full(2, weight_value, np.float32)
+    if weight_value == 3e38:  # with an ordinary spread: rstd ~1, the scale near float's max
+        x = np.random.default_rng(5).standard_normal(x.shape).astype(np.float32)
+        weight = np.array([3e38, 1e-3], np.float32)
+    y = gncpu.group_norm(x, 1, weight, eps=0.0, channels_last=channels_last)
+    expected = reference.group_norm(x, 1, weight, eps=0.0, channels_last=channels_last)
+    with np.errstate(over="ignore"):
+        representable = np.abs(expected) <= np.finfo(np.float32).max
+    y64 = y.astype(np.float64)
+    assert np.all(np.isfinite(y64[representable]))
+    error = np.abs(y64[representable] - expected[representable]) / np.maximum(1.0, np.abs(expected[representable]))
+    assert error.max() <= 1e-5

@@ -100,7 +100,8 @@ inline void fence_streams() { _mm_sfence(); }
 }  // namespace
 }  // namespace avx2_isa
 
-// Constant-initialised: no code of this file runs until the dispatcher calls it.
-const KernelTable kernel_table_avx2 = avx2_isa::make_kernel_table("avx2");
+// constexpr: the compiler must initialise it at compile time, so no code of
+// this file runs (at load or otherwise) until the dispatcher calls it.
+constexpr KernelTable kernel_table_avx2 = avx2_isa::make_kernel_table("avx2");
 
 }  // namespace gncpu

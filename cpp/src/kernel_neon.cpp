@@ -85,7 +85,8 @@ inline void fence_streams() {}
 }  // namespace
 }  // namespace neon_isa
 
-// Constant-initialised: no code of this file runs until the dispatcher calls it.
-const KernelTable kernel_table_neon = neon_isa::make_kernel_table("neon");
+// constexpr: the compiler must initialise it at compile time, so no code of
+// this file runs (at load or otherwise) until the dispatcher calls it.
+constexpr KernelTable kernel_table_neon = neon_isa::make_kernel_table("neon");
 
 }  // namespace gncpu

@@ -171,7 +171,8 @@ typename PortableLanes<Scalar, N>::V PortableLanes<Scalar, N>::load_bf16(const u
 }  // namespace
 }  // namespace scalar_isa
 
-// Constant-initialised: no code of this file runs until the dispatcher calls it.
-const KernelTable kernel_table_scalar = scalar_isa::make_kernel_table("scalar");
+// constexpr: the compiler must initialise it at compile time, so no code of
+// this file runs (at load or otherwise) until the dispatcher calls it.
+constexpr KernelTable kernel_table_scalar = scalar_isa::make_kernel_table("scalar");
 
 }  // namespace gncpu

@@ -56,8 +56,10 @@ struct NchwLayout : Tensors<S, C> {
 
     void reserve(Worker& w) const {
         const size_t n = static_cast<size_t>(channels_per_group);
-        if (w.scale.size() < n) w.scale.resize(n), w.offset.resize(n);
-        if (sizeof(C) == 4 && w.exact_scale.size() < n) w.exact_scale.resize(n), w.exact_offset.resize(n);
+        // Each checked on its own: after a failed allocation every array is
+        // still as large as it says.
+        grow(w.scale, n), grow(w.offset, n);
+        if (sizeof(C) == 4) grow(w.exact_scale, n), grow(w.exact_offset, n);
     }
 
     void block_moments(Worker&, int64_t group, int64_t block, BlockMoments* out) const {
@@ -69,7 +71,8 @@ struct NchwLayout : Tensors<S, C> {
 
     void prepare(Worker& w, int64_t group, const GroupStats* stats) const {
         const int64_t first_channel = (group % groups_per_example) * channels_per_group;
-        w.exact = sizeof(C) == 4 && float_normalize_unreliable(stats[0]);
+        w.exact = sizeof(C) == 4 && float_normalize_unreliable(stats[0], this->weight, first_channel,
+                                                               channels_per_group);
         if (w.exact) {
             w.exact_center = stats[0].mean;
             fold_affine_exact(stats[0], this->weight, this->bias, first_channel,

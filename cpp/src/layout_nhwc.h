@@ -63,12 +63,13 @@ struct NhwcLayout : Tensors<S, C> {
     int64_t block_count(int64_t block) const { return block_rows(block) * channels_per_group; }
 
     void reserve(Worker& w) const {
+        // Each checked on its own: after a failed allocation every array is
+        // still as large as it says.
         const size_t n = static_cast<size_t>(channels);
-        if (w.center.size() >= n) return;
         const size_t padded = n + static_cast<size_t>(kNhwcParamPad);  // see NhwcKernels
-        w.center.resize(n), w.example_center.resize(padded), w.scale.resize(padded);
-        w.offset.resize(padded), w.dev.resize(n), w.sq.resize(n), w.mean.resize(n), w.m2.resize(n);
-        if (sizeof(C) == 4) w.exact_center.resize(n), w.exact_scale.resize(n), w.exact_offset.resize(n);
+        grow(w.center, n), grow(w.example_center, padded), grow(w.scale, padded);
+        grow(w.offset, padded), grow(w.dev, n), grow(w.sq, n), grow(w.mean, n), grow(w.m2, n);
+        if (sizeof(C) == 4) grow(w.exact_center, n), grow(w.exact_scale, n), grow(w.exact_offset, n);
     }
 
     void block_moments(Worker& w, int64_t example, int64_t block, BlockMoments* out) const {
@@ -121,9 +122,12 @@ struct NhwcLayout : Tensors<S, C> {
     // Per-channel center, scale and offset, wrapped around past the last channel.
     void prepare(Worker& w, int64_t, const GroupStats* stats) const {
         w.exact = false;
-        for (int64_t g = 0; sizeof(C) == 4 && g < groups; ++g)
-            w.exact = w.exact || float_normalize_unreliable(stats[g]);
-        if (w.exact) {  // the whole example, so no value is read after it was written
+        for (int64_t g = 0; sizeof(C) == 4 && g < groups; ++g) {
+            w.exact = w.exact || float_normalize_unreliable(stats[g], this->weight,
+                                                            g * channels_per_group,
+                                                            channels_per_group);
+        }
+        if (w.exact) {  // every group of the example, so that one run covers its rows
             for (int64_t g = 0; g < groups; ++g) {
                 const int64_t c0 = g * channels_per_group;
                 for (int64_t c = c0; c < c0 + channels_per_group; ++c) w.exact_center[c] = stats[g].mean;

@@ -8,6 +8,8 @@
 #include <math.h>
 #include <stdint.h>
 
+#include <limits>
+
 #include "kernel_table.h"
 
 namespace gncpu {
@@ -61,9 +63,29 @@ inline bool float_moments_unreliable(const BlockMoments& m, int64_t count, doubl
 }
 
 // Normalising: (x - center) * scale + offset in float needs the deviations
-// (at most sqrt(M2)) well inside float's range, and the scale too.
-inline bool float_normalize_unreliable(const GroupStats& s) {
-    return !(s.rstd >= 1e-30 && s.rstd <= 1e30 && s.m2 <= 1e74);
+// (at most sqrt(M2)) well inside float's range, and each channel's scale
+// rstd * weight[c] too (a weight of 1e15 on rstd 1e25 overflows it; a tiny
+// one flushes it to zero and leaves bias), and their products.
+template <class C>
+inline bool float_normalize_unreliable(const GroupStats& s, const C* weight,
+                                       int64_t first_channel, int64_t count) {
+    if (!(s.rstd >= 1e-30 && s.rstd <= 1e30 && s.m2 <= 1e74)) return true;
+    const double spread = sqrt(s.m2);
+    for (int64_t c = first_channel; weight && c < first_channel + count; ++c) {
+        const double a = fabs(s.rstd * static_cast<double>(weight[c]));
+        if (a != 0.0 && !(a >= 1e-30 && a <= 1e30 && a * spread <= 1e37)) return true;
+    }
+    return false;
+}
+
+// A double rounded to C, out-of-range values to +-inf (a plain conversion of
+// an out-of-range double to float is undefined behaviour).
+template <class C>
+inline C saturate(double v) {
+    const double largest = static_cast<double>(std::numeric_limits<C>::max());
+    if (v > largest) return std::numeric_limits<C>::infinity();
+    if (v < -largest) return -std::numeric_limits<C>::infinity();
+    return static_cast<C>(v);  // NaN stays NaN
 }
 
 // The mean is applied as center + residual: center = the mean rounded to C,
@@ -86,8 +108,8 @@ inline void fold_affine(const GroupStats& stats, const C* weight, const C* bias,
         const int64_t c = first_channel + i;
         const double a = stats.rstd * (weight ? static_cast<double>(weight[c]) : 1.0);
         const double b = bias ? static_cast<double>(bias[c]) : 0.0;
-        scale[i] = static_cast<C>(a);
-        offset[i] = static_cast<C>(b - residual * a);
+        scale[i] = saturate<C>(a);
+        offset[i] = saturate<C>(b - residual * a);
     }
 }
 

@@ -80,6 +80,12 @@ struct CacheLineAllocator {
 template <class T>
 using ThreadVector = std::vector<T, CacheLineAllocator<T>>;
 
+// Grows v to at least n elements (grow-only scratch); may throw std::bad_alloc.
+template <class T>
+inline void grow(ThreadVector<T>& v, size_t n) {
+    if (v.size() < n) v.resize(n);
+}
+
 }  // namespace gncpu
 
 #endif  // GNCPU_RUNTIME_H

@@ -84,8 +84,8 @@ void normalize_item(const Layout& L, ThreadState<Layout>& s, int64_t item, int64
     if (first_block == 0) {
         for (int64_t g = 0; g < groups; ++g) {
             using C = typename Layout::Compute;
-            if (L.mean_out) L.mean_out[item * groups + g] = static_cast<C>(s.stats[g].mean);
-            if (L.rstd_out) L.rstd_out[item * groups + g] = static_cast<C>(s.stats[g].rstd);
+            if (L.mean_out) L.mean_out[item * groups + g] = saturate<C>(s.stats[g].mean);
+            if (L.rstd_out) L.rstd_out[item * groups + g] = saturate<C>(s.stats[g].rstd);
         }
     }
     L.prepare(s.layout, item, s.stats.data());
@@ -242,7 +242,8 @@ gncpu_status schedule(const Layout& L, int threads) {
         run_whole_items(L, threads, states.data());
         return GNCPU_OK;
     }
-    int64_t items_per_batch = (threads * budget) / L.item_bytes();
+    // (A forced budget may be huge: no int64 overflow.)
+    int64_t items_per_batch = budget > INT64_MAX / threads ? L.items : (threads * budget) / L.item_bytes();
     if (items_per_batch < 1) items_per_batch = 1;
     if (items_per_batch > L.items) items_per_batch = L.items;
     thread_local std::vector<BlockMoments> slots;

@@ -53,15 +53,27 @@ cdef list _free_buffers = []   # [(nbytes, address)], most recently freed last
 cdef size_t _SIZE_SLACK_DIVISOR = 4
 
 
-cdef size_t _memory_cap():
+def _memory_cap():
+    """A quarter of the memory this process may use: the machine's, or its
+    cgroup's limit (a container) when that is smaller; 4 GiB when unknown."""
+    import os
+    total = 0
     try:
-        import os
-        return <size_t>(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4)
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
-        return <size_t>(4 << 30)
+        pass
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as f:
+                limit = int(f.read().strip())
+        except (OSError, ValueError):  # absent, or "max"
+            continue
+        if limit > 0 and (total <= 0 or limit < total):
+            total = limit
+    return total // 4 if total > 0 else 4 << 30
 
 
-cdef size_t _physical_cap = _memory_cap()
+cdef size_t _physical_cap = min(_memory_cap(), 2**62)
 
 
 cdef size_t _limit():

@@ -34,6 +34,16 @@ void exact_channel_moments(const typename S::Stored* x, int64_t rows, int64_t ch
     }
 }
 
+// A double rounded to the lanes' type, out-of-range values to +-inf (a plain
+// conversion of an out-of-range double to float is undefined behaviour).
+template <class T>
+inline T to_lane(double v) {
+    if (sizeof(T) == sizeof(double)) return static_cast<T>(v);
+    if (v > 3.4028234663852886e38) return static_cast<T>(HUGE_VALF);
+    if (v < -3.4028234663852886e38) return static_cast<T>(-HUGE_VALF);
+    return static_cast<T>(v);  // NaN stays NaN
+}
+
 // y[i] = act(value(i)) for i < n, computed in double, rounded once to the
 // compute type and stored through the storage policy (a vector at a time, so
 // 16-bit formats round as everywhere else).  Each chunk is read before it is
@@ -46,7 +56,7 @@ void exact_store(typename S::Stored* y, int64_t n, const Value& value) {
     for (int64_t i = 0; i < n; i += L::width) {
         const int64_t len = n - i < L::width ? n - i : L::width;
         for (int64_t k = 0; k < L::width; ++k)
-            lanes[k] = k < len ? static_cast<T>(Activation<kAct>::scalar(value(i + k))) : T(0);
+            lanes[k] = k < len ? to_lane<T>(Activation<kAct>::scalar(value(i + k))) : T(0);
         store_partial<S>(y + i, L::load(lanes), len);
     }
 }
