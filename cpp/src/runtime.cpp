@@ -52,11 +52,12 @@ int64_t min_elements_per_thread() {
 
 // Contention back-off (see runtime.h).  A team counts as contended when one
 // of its threads waited for the others more than half the region's time, and
-// more than kContendedWaitNs: a balanced team waits a few percent.
-constexpr int64_t kContendedWaitNs = 200 * 1000;
+// more than kContendedWaitNs (a descheduled teammate costs a time slice, ms):
+// a balanced team waits a few percent.
+constexpr int64_t kContendedWaitNs = 500 * 1000;
 constexpr int64_t kFirstBackoffNs = 20 * 1000 * 1000;
 constexpr int64_t kMaxBackoffNs = 1000 * 1000 * 1000;
-constexpr int kContendedCallsToBackOff = 2;
+constexpr int kContendedCallsToBackOff = 3;
 std::atomic<int64_t> g_single_thread_until_ns{0};
 std::atomic<int64_t> g_backoff_ns{0};
 std::atomic<int> g_contended_calls{0};  // in a row
@@ -77,7 +78,7 @@ int team_size_now(int threads) {
 
 void report_team_wait(int64_t region_ns, int64_t longest_wait_ns) {
     if (longest_wait_ns > kContendedWaitNs && 2 * longest_wait_ns > region_ns) {
-        // One such call can be a hypervisor's hiccup; two in a row are not.
+        // One or two such calls can be a hypervisor's hiccup; three in a row are not.
         if (g_contended_calls.fetch_add(1, std::memory_order_relaxed) + 1 < kContendedCallsToBackOff)
             return;
         int64_t backoff = g_backoff_ns.load(std::memory_order_relaxed) * 2;

@@ -30,7 +30,7 @@ int threads_for(int64_t work_elements, int requested);
 // OS deschedules one, and its teammates wait for it at a barrier or at the
 // end of the parallel region (measured: 8 ms calls instead of 0.25 ms beside
 // a second process running 2-thread calls on 2 cores).  The scheduler reports
-// the longest time one of its threads waited for the others; two calls in a
+// the longest time one of its threads waited for the others; three calls in a
 // row whose team waited most of the call make the next calls run on one
 // thread for a while (20 ms, doubling up to 1 s while it keeps happening),
 // then a team is tried again.  Results do not depend on the thread count, so nor on this.
