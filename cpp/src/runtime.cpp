@@ -11,6 +11,9 @@
 #if defined(__unix__) || defined(__APPLE__)
 #include <pthread.h>
 #endif
+#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__) || defined(_M_IX86)
+#include <xmmintrin.h>  // _mm_getcsr / _mm_setcsr: SSE, part of every x86-64
+#endif
 
 #include "cpu_features.h"
 #include "gncpu/gncpu.h"
@@ -63,6 +66,26 @@ std::atomic<int64_t> g_backoff_ns{0};
 std::atomic<int> g_contended_calls{0};  // in a row
 
 }  // namespace
+
+FloatingPointModes FloatingPointModes::of_this_thread() {
+    FloatingPointModes modes;
+#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__) || defined(_M_IX86)
+    modes.bits = _mm_getcsr() & ~0x3fu;  // the modes, not the sticky exception flags
+#elif defined(__aarch64__) && (defined(__GNUC__) || defined(__clang__))
+    uint64_t fpcr;
+    __asm__ volatile("mrs %0, fpcr" : "=r"(fpcr));
+    modes.bits = fpcr;
+#endif
+    return modes;
+}
+
+void FloatingPointModes::apply() const {
+#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__) || defined(_M_IX86)
+    _mm_setcsr(static_cast<unsigned>((_mm_getcsr() & 0x3fu) | bits));
+#elif defined(__aarch64__) && (defined(__GNUC__) || defined(__clang__))
+    __asm__ volatile("msr fpcr, %0" : : "r"(bits));
+#endif
+}
 
 int64_t monotonic_ns() {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(

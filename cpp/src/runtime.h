@@ -38,6 +38,36 @@ int team_size_now(int threads);
 int64_t monotonic_ns();
 void report_team_wait(int64_t region_ns, int64_t longest_wait_ns);
 
+// The calling thread's floating-point modes (x86 MXCSR, AArch64 FPCR: flush-
+// to-zero, denormals-are-zero, rounding), put on each team thread for the
+// length of a parallel region and restored after: a caller running with
+// flush-to-zero (torch.set_flush_denormal) would otherwise get blocks computed
+// by the caller and by its helpers under different rules, and results that
+// depend on the thread count.  The modes are never changed otherwise.
+struct FloatingPointModes {
+    uint64_t bits = 0;
+    static FloatingPointModes of_this_thread();
+    void apply() const;
+};
+
+// Puts `modes` on this thread until the end of the scope.
+class ScopedFloatingPointModes {
+  public:
+    explicit ScopedFloatingPointModes(const FloatingPointModes& modes)
+        : saved_(FloatingPointModes::of_this_thread()), changed_(saved_.bits != modes.bits) {
+        if (changed_) modes.apply();
+    }
+    ~ScopedFloatingPointModes() {
+        if (changed_) saved_.apply();
+    }
+    ScopedFloatingPointModes(const ScopedFloatingPointModes&) = delete;
+    ScopedFloatingPointModes& operator=(const ScopedFloatingPointModes&) = delete;
+
+  private:
+    FloatingPointModes saved_;
+    bool changed_;
+};
+
 // This thread's index in its team and the team's size, inside a parallel
 // region: the team may be smaller than asked for, so work is split by these.
 struct TeamPosition {

@@ -148,8 +148,10 @@ void run_whole_items(const Layout& L, int threads, ThreadState<Layout>* states) 
     }
 #if defined(_OPENMP)
     TeamClock clock;
+    const FloatingPointModes caller_modes = FloatingPointModes::of_this_thread();
 #pragma omp parallel num_threads(threads)
     {
+        const ScopedFloatingPointModes modes(caller_modes);
         // Contiguous ranges of items, as schedule(static) would give.
         const TeamPosition me = team_position();
         for (int64_t item = L.items * me.index / me.size; item < L.items * (me.index + 1) / me.size;
@@ -174,10 +176,12 @@ void run_batches(const Layout& L, int threads, int64_t items_per_batch, BlockMom
     const int64_t slot_stride = items_per_batch * L.blocks_per_item * groups;
     (void)threads;  // unused without OpenMP
     TeamClock clock;
+    const FloatingPointModes caller_modes = FloatingPointModes::of_this_thread();
 #if defined(_OPENMP)
 #pragma omp parallel num_threads(threads)
 #endif
     {
+        const ScopedFloatingPointModes modes(caller_modes);
         const TeamPosition me = team_position();
         ThreadState<Layout>& s = states[me.index];
         for (int64_t batch = 0; batch < batches; ++batch) {

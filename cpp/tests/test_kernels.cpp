@@ -14,6 +14,10 @@
 #include <random>
 #include <vector>
 
+#if defined(__x86_64__) || defined(_M_X64)
+#include <xmmintrin.h>
+#endif
+
 #include "gncpu/gncpu.h"
 
 namespace {
@@ -307,6 +311,36 @@ void check_aliased_outputs(std::mt19937_64& rng) {
     gncpu_set_tuning(0, 0, 0);
 }
 
+// The caller's floating-point modes hold for every thread of the team: with
+// denormals-are-zero and flush-to-zero set by the caller (as
+// torch.set_flush_denormal does), results still do not depend on the thread
+// count.  Subnormal inputs make the modes matter.
+void check_caller_floating_point_modes(std::mt19937_64& rng) {
+#if defined(__x86_64__) || defined(_M_X64)
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    const Shape s{2, 8, 4096, 4};
+    std::vector<float> x(static_cast<size_t>(s.batch * s.channels * s.spatial));
+    for (auto& v : x) v = 1e-39f * normal(rng);  // subnormal floats
+    const unsigned saved = _mm_getcsr();
+    _mm_setcsr(saved | 0x8040u);  // FTZ | DAZ
+    for (int mode = 0; mode < 2; ++mode) {
+        gncpu_set_tuning(mode ? 4096 : 0, 16, 0);  // whole groups, then split groups
+        std::vector<float> one(x.size()), three(x.size());
+        gncpu_problem p = problem(GNCPU_F32, GNCPU_NCHW, x.data(), one.data(), s, nullptr, nullptr,
+                                  1e-5, GNCPU_ACT_NONE, 1);
+        gncpu_group_norm(&p);
+        p.y = three.data(), p.num_threads = 3;
+        gncpu_group_norm(&p);
+        CHECK(memcmp(one.data(), three.data(), one.size() * sizeof(float)) == 0,
+              "mode %d: with the caller's FTZ/DAZ, 3 threads differ from 1", mode);
+    }
+    _mm_setcsr(saved);
+    gncpu_set_tuning(0, 0, 0);
+#else
+    (void)rng;
+#endif
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -385,6 +419,7 @@ int main(int argc, char** argv) {
     for (float v : y) CHECK(v == -1.0f, "an error path wrote");
 
     check_aliased_outputs(rng);
+    check_caller_floating_point_modes(rng);
 
     if (failures) {
         printf("%d checks failed\n", failures);
