@@ -110,8 +110,11 @@ void report_team_wait(int64_t region_ns, int64_t longest_wait_ns) {
         g_backoff_ns.store(backoff, std::memory_order_relaxed);
         g_single_thread_until_ns.store(monotonic_ns() + backoff, std::memory_order_relaxed);
     } else {
+        // A balanced team: the next back-off, if any, starts from half the
+        // last one, not from scratch (beside a neighbour that itself backs off
+        // now and then, a reset made every retry cost three stalls).
         g_contended_calls.store(0, std::memory_order_relaxed);
-        g_backoff_ns.store(0, std::memory_order_relaxed);
+        g_backoff_ns.store(g_backoff_ns.load(std::memory_order_relaxed) / 2, std::memory_order_relaxed);
     }
 }
 
