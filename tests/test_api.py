@@ -165,3 +165,17 @@ def test_python_dash_m_flags_a_busy_machine():
     assert contention_signs(1, 1e-3, None, 3.0, 0.3, 2)  # repeats vary 3x
     assert contention_signs(2, 1e-3, 2e-3, 1.1, 4.0, 2)  # load 4 on 2 CPUs
     assert not contention_signs(2, 1e-3, 1.8e-3, 1.1, 0.3, 2)
+
+
+def test_help_shows_the_real_docstrings():
+    """help() and IDEs read the functions' own docstrings, not the stubs."""
+    doc = gncpu.group_norm.__doc__
+    assert "num_groups" in doc and "channels_last" in doc and ".pyi" not in doc
+    for name in ("set_num_threads", "set_isa", "build_info", "set_output_cache_limit"):
+        assert getattr(gncpu, name).__doc__, name
+    assert gncpu.GroupNorm.__doc__ and gncpu.reference.group_norm.__doc__
+
+
+def test_build_info_names_the_compiler_and_its_version():
+    compiler = gncpu.build_info()["compiler"]
+    assert compiler == "msvc" or (compiler != "unix" and any(c.isdigit() for c in compiler)), compiler
