@@ -179,3 +179,10 @@ def test_help_shows_the_real_docstrings():
 def test_build_info_names_the_compiler_and_its_version():
     compiler = gncpu.build_info()["compiler"]
     assert compiler == "msvc" or (compiler != "unix" and any(c.isdigit() for c in compiler)), compiler
+
+
+def test_build_info_reports_the_cache_sizes_behind_the_schedule():
+    info = gncpu.build_info()
+    assert info["l2_cache_bytes"] >= 128 << 10 and info["l3_cache_bytes"] >= 1 << 20
+    assert info["cache_budget_bytes"] == info["l2_cache_bytes"] // 2
+    assert info["streaming_threshold_bytes"] == min(info["l3_cache_bytes"], 64 << 20)

@@ -196,6 +196,9 @@ void gncpu_set_tuning(int64_t cache_budget_bytes, int64_t min_elements_per_threa
 }
 
 int64_t gncpu_cache_budget_bytes(void) { return gncpu::cache_budget_bytes(); }
+int64_t gncpu_streaming_threshold_bytes(void) { return gncpu::streaming_threshold_bytes(); }
+int64_t gncpu_l2_cache_bytes(void) { return gncpu::l2_cache_bytes(); }
+int64_t gncpu_l3_cache_bytes(void) { return gncpu::l3_cache_bytes(); }
 
 int64_t gncpu_single_thread_ns_left(void) {
     const int64_t left = gncpu::g_single_thread_until_ns.load() - gncpu::monotonic_ns();

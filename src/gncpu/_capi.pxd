@@ -67,6 +67,9 @@ cdef extern from "gncpu/gncpu.h" nogil:
     void gncpu_set_tuning(int64_t cache_budget_bytes, int64_t min_elements_per_thread,
                           int64_t streaming_threshold_bytes)
     int64_t gncpu_cache_budget_bytes()
+    int64_t gncpu_streaming_threshold_bytes()
+    int64_t gncpu_l2_cache_bytes()
+    int64_t gncpu_l3_cache_bytes()
     int64_t gncpu_single_thread_ns_left()
     void gncpu_note_team_wait(int64_t region_ns, int64_t longest_wait_ns)
 

@@ -70,6 +70,11 @@ def build_info():
         "supported_isas": supported_isas(),
         "active_isa": isa(),
         "cache_budget_bytes": gncpu_cache_budget_bytes(),
+        # Outputs whose x + y pass this are written with streaming stores;
+        # the cache sizes behind the two budgets, as the OS reports them.
+        "streaming_threshold_bytes": gncpu_streaming_threshold_bytes(),
+        "l2_cache_bytes": gncpu_l2_cache_bytes(),
+        "l3_cache_bytes": gncpu_l3_cache_bytes(),
         # True in a process forked after gncpu loaded: it runs serially there.
         "forked_child": bool(gncpu_in_forked_child()),
         # Environment variables that were ignored or clamped, and why.

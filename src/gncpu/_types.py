@@ -16,6 +16,9 @@ class BuildInfo(TypedDict):
     supported_isas: Tuple[IsaName, ...]
     active_isa: IsaName
     cache_budget_bytes: int
+    streaming_threshold_bytes: int
+    l2_cache_bytes: int
+    l3_cache_bytes: int
     forked_child: bool
     environment_notes: List[str]
 

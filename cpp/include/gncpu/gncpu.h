@@ -129,6 +129,11 @@ int gncpu_in_forked_child(void);
 void gncpu_set_tuning(int64_t cache_budget_bytes, int64_t min_elements_per_thread,
                       int64_t streaming_threshold_bytes);
 int64_t gncpu_cache_budget_bytes(void);
+/* Bytes of x + y above which outputs are written with streaming stores, and
+ * the cache sizes behind it (as read from the OS). */
+int64_t gncpu_streaming_threshold_bytes(void);
+int64_t gncpu_l2_cache_bytes(void);
+int64_t gncpu_l3_cache_bytes(void);
 /* The contention back-off (runtime.h): nanoseconds left during which calls run
  * on one thread, and a team's wait to report as if a call had measured it. */
 int64_t gncpu_single_thread_ns_left(void);
