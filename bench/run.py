@@ -231,7 +231,8 @@ def print_rows(rows):
     for r in rows:
         t = r["seconds"]
         shown = f"{t * 1e6:8.1f} us" if t < 1e-2 else f"{t * 1e3:8.2f} ms"
-        speed = f"{r['gncpu_speedup']:7.2f}x" if r["impl"] not in ("copy", "gncpu") else ""
+        shown_speed = r["impl"] not in ("copy", "gncpu") and r["gncpu_speedup"] is not None
+        speed = f"{r['gncpu_speedup']:7.2f}x" if shown_speed else ""  # no gncpu row with --only
         err = f"{r['max_error']:.1e}" if r["max_error"] is not None else "-"
         print(f"  {r['impl']:14s} {shown:>11s} {r['gb_per_s']:7.1f} {r['x_copy']:7.2f} "
               f"{speed:>9s} {err:>10s}")
