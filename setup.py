@@ -157,7 +157,12 @@ class BuildExt(build_ext):
             common = ["-std=c++17", "-O3", "-Wall", "-Wextra", "-Wno-unused-function",
                       # The same float rounding on every target: no silent FMA
                       # contraction of scalar code (kernels use FMA explicitly).
-                      "-ffp-contract=off", "-fvisibility=hidden"]
+                      "-ffp-contract=off", "-fvisibility=hidden",
+                      # Values unchanged (no FP traps are ever enabled here); it
+                      # lets GCC vectorise loops with comparisons, such as the
+                      # per-channel moments of channels-last blocks (1.2x on
+                      # 2x1280x16x16).
+                      "-fno-trapping-math"]
             if env_flag("GNCPU_NATIVE"):
                 common.append("-march=native")
             if env_flag("GNCPU_SANITIZE"):

@@ -7,7 +7,7 @@ cxx=$1 out=$2 arch=$3
 shift 3
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 src="$root/cpp/src"
-common=(-std=c++17 -O2 -Wall -Wextra -Werror -ffp-contract=off -fopenmp -I"$root/cpp/include" -I"$src" "$@")
+common=(-std=c++17 -O2 -Wall -Wextra -Werror -ffp-contract=off -fno-trapping-math -fopenmp -I"$root/cpp/include" -I"$src" "$@")
 objdir="$(mktemp -d)"
 trap 'rm -rf "$objdir"' EXIT
 

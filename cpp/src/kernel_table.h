@@ -63,10 +63,14 @@ struct NchwKernels {
 // NHWC: an example is `rows` positions of `channels` contiguous values.
 template <class Stored, class Compute>
 struct NhwcKernels {
-    // Per-channel sums of deviations from `center` (the first row when null;
-    // the centers used are written to center_used) and of their squares.
-    void (*channel_sums)(const Stored* x, int64_t rows, int64_t channels, const Compute* center,
-                         Compute* center_used, double* dev, double* sq);
+    // Per-channel mean and M2 of a block of rows, from sums of deviations
+    // about `center` (the first row when null; the centers used are written to
+    // center_used).  True when some center was more than 4 standard
+    // deviations from its channel's mean: sum again about the means.
+    // run_dev, run_sq: scratch of channels + kNhwcParamPad values each.
+    bool (*channel_moments)(const Stored* x, int64_t rows, int64_t channels,
+                            const Compute* center, Compute* center_used, double* mean,
+                            double* m2, Compute* run_dev, Compute* run_sq);
 
     // y = act((x - center[c]) * scale[c] + offset[c]) with per-channel
     // parameters, each holding channels + kNhwcParamPad entries, entry i for

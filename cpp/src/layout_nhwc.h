@@ -26,8 +26,8 @@ struct NhwcLayout : Tensors<S, C> {
     using Compute = C;
     // The channel arrays of the block and of the example.
     struct Worker {
-        ThreadVector<C> center, example_center, scale, offset;
-        ThreadVector<double> dev, sq, mean, m2;
+        ThreadVector<C> center, example_center, scale, offset, run_dev, run_sq;
+        ThreadVector<double> mean, m2;
         // The exact path (moments.h): double parameters, when `exact`.
         bool exact;
         ThreadVector<double> exact_center, exact_scale, exact_offset;
@@ -68,28 +68,21 @@ struct NhwcLayout : Tensors<S, C> {
         const size_t n = static_cast<size_t>(channels);
         const size_t padded = n + static_cast<size_t>(kNhwcParamPad);  // see NhwcKernels
         grow(w.center, n), grow(w.example_center, padded), grow(w.scale, padded);
-        grow(w.offset, padded), grow(w.dev, n), grow(w.sq, n), grow(w.mean, n), grow(w.m2, n);
+        grow(w.offset, padded), grow(w.run_dev, padded), grow(w.run_sq, padded);
+        grow(w.mean, n), grow(w.m2, n);
         if (sizeof(C) == 4) grow(w.exact_center, n), grow(w.exact_scale, n), grow(w.exact_offset, n);
     }
 
     void block_moments(Worker& w, int64_t example, int64_t block, BlockMoments* out) const {
         const int64_t rows = block_rows(block);
         const S* x = this->x + (example * spatial + block * rows_per_block) * channels;
-        const double inv_rows = 1.0 / static_cast<double>(rows);
-        kernels.channel_sums(x, rows, channels, nullptr, w.center.data(), w.dev.data(), w.sq.data());
-        for (int pass = 0; pass < 2; ++pass) {
-            bool poor_center = false;
-            for (int64_t c = 0; c < channels; ++c) {
-                const double shift = w.dev[c] * inv_rows;
-                const double m2 = w.sq[c] - w.dev[c] * shift;
-                w.mean[c] = static_cast<double>(w.center[c]) + shift;
-                w.m2[c] = m2 < 0.0 ? 0.0 : m2;
-                poor_center |= static_cast<double>(rows) * shift * shift > 16.0 * w.m2[c];
-            }
-            if (!poor_center || pass == 1) break;
+        const bool poor_center = kernels.channel_moments(x, rows, channels, nullptr, w.center.data(),
+                                                         w.mean.data(), w.m2.data(),
+                                                         w.run_dev.data(), w.run_sq.data());
+        if (poor_center) {
             for (int64_t c = 0; c < channels; ++c) w.center[c] = static_cast<C>(w.mean[c]);
-            kernels.channel_sums(x, rows, channels, w.center.data(), w.center.data(), w.dev.data(),
-                                 w.sq.data());
+            kernels.channel_moments(x, rows, channels, w.center.data(), w.center.data(),
+                                    w.mean.data(), w.m2.data(), w.run_dev.data(), w.run_sq.data());
         }
         fold_channels(w, rows, out);
         if (sizeof(C) != 4) return;

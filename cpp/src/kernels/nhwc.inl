@@ -1,21 +1,35 @@
 // Channels-last (NHWC): each example is `rows` spatial positions of `channels`
-// contiguous values.  The statistics walk column strips down a block of rows,
-// four vectors of channels at a time in registers, so each cache line is read
-// once; per channel they return the sums of deviations from a center (the
-// block's first row when `center` is null, which it then writes to
-// center_used) and of their squares, in double.
+// contiguous values.  Per channel of a block of rows: the mean and M2, from
+// the sums (in double) of deviations from a center (the block's first row when
+// `center` is null, which it then writes to center_used) and of their squares.
+// Returns whether some channel's center lay more than 4 standard deviations
+// from its mean (see block_moments in nchw.inl): then the caller sums again
+// about the means found.  The per-channel loops are here, compiled for the
+// ISA, because with 1280 channels and 51 rows per block they cost as much as
+// the sums themselves when compiled for the baseline CPU.
+//
+// The rows are walked in bands of kRowsPerPartial: within a band, column
+// strips four vectors wide are summed down the band in registers, then added
+// to float running sums (run_dev, run_sq: caller scratch of channels +
+// kNhwcParamPad values), which go into the double sums every kRowsPerFlush
+// rows.  A band is a few KiB, so the strips after the first find it in L1, and
+// memory sees kRowsPerPartial sequential streams: strips walked down a whole
+// block (256 rows of 1 KiB for 256 channels) made as many streams as rows,
+// which the prefetchers could not follow (statistics at 0.35x a copy's speed,
+// FPN channels-last 2.6x a copy).  The float chains are as before: 8-row
+// partials, summed in float up to 64 rows (one chain of 64 left channels-last
+// up to ~27 ulp off when a center 4 sigma from the mean makes every deviation
+// large).
 template <class S>
-void nhwc_channel_sums(const typename S::Stored* x, int64_t rows, int64_t channels,
-                       const typename S::Lanes::T* center, typename S::Lanes::T* center_used,
-                       double* dev, double* sq) {
+bool nhwc_channel_moments(const typename S::Stored* x, int64_t rows, int64_t channels,
+                          const typename S::Lanes::T* center, typename S::Lanes::T* center_used,
+                          double* mean, double* m2, typename S::Lanes::T* run_dev,
+                          typename S::Lanes::T* run_sq) {
     using L = typename S::Lanes;
     using T = typename L::T;
     using V = typename L::V;
+    using Stored = typename S::Stored;
     constexpr int64_t W = L::width;
-    // Float lanes sum runs of kRowsPerPartial rows, the runs are summed in
-    // float, and every kRowsPerFlush rows go into double sums: two short
-    // chains instead of one of 64, which left channels-last up to ~27 ulp off
-    // (a center 4 sigma from the mean makes every deviation large).
     constexpr int64_t kRowsPerPartial = 8;
     constexpr int64_t kRowsPerFlush = 64;
     if (center == nullptr) {
@@ -24,34 +38,32 @@ void nhwc_channel_sums(const typename S::Stored* x, int64_t rows, int64_t channe
     } else if (center != center_used) {
         for (int64_t c = 0; c < channels; ++c) center_used[c] = center[c];
     }
+    // Past the last channel: zero centers for the partial strip (its lanes
+    // beyond `channels` load zeros), and zero running sums, all within the pad.
+    const int64_t padded = (channels + W - 1) / W * W;
+    double* dev = mean;  // the sums, until the last loop turns them into moments
+    double* sq = m2;
     for (int64_t c = 0; c < channels; ++c) dev[c] = 0.0, sq[c] = 0.0;
-    alignas(64) T lanes[8][L::width];
-    auto flush = [&](int64_t c, int count, const V* d, const V* q, int64_t width) {
-        for (int v = 0; v < count; ++v) {
-            L::store(lanes[2 * v], d[v]);
-            L::store(lanes[2 * v + 1], q[v]);
-            for (int64_t i = 0; i < width && i < L::width; ++i) {
-                dev[c + v * W + i] += static_cast<double>(lanes[2 * v][i]);
-                sq[c + v * W + i] += static_cast<double>(lanes[2 * v + 1][i]);
-            }
-        }
-    };
-    int64_t c = 0;
-    for (; c + 4 * W <= channels; c += 4 * W) {
-        const V k[4] = {L::load(center + c), L::load(center + c + W), L::load(center + c + 2 * W),
-                        L::load(center + c + 3 * W)};
-        for (int64_t r0 = 0; r0 < rows; r0 += kRowsPerFlush) {
-            const int64_t r1 = r0 + kRowsPerFlush < rows ? r0 + kRowsPerFlush : rows;
-            V d[4] = {L::zero(), L::zero(), L::zero(), L::zero()};
-            V q[4] = {L::zero(), L::zero(), L::zero(), L::zero()};
-            for (int64_t s0 = r0; s0 < r1; s0 += kRowsPerPartial) {
-                const int64_t s1 = s0 + kRowsPerPartial < r1 ? s0 + kRowsPerPartial : r1;
+    for (int64_t c = 0; c < padded; ++c) run_dev[c] = T(0), run_sq[c] = T(0);
+    const int64_t full_strips_end = channels / (4 * W) * (4 * W);
+    const int64_t full_vectors_end = channels / W * W;
+    alignas(64) T tail_center[L::width] = {};
+    for (int64_t c = full_vectors_end; c < channels; ++c) tail_center[c - full_vectors_end] = center[c];
+    const auto add_to = [](T* p, V v) { L::store(p, L::add(L::load(p), v)); };
+    for (int64_t r0 = 0; r0 < rows; r0 += kRowsPerFlush) {
+        const int64_t r1 = r0 + kRowsPerFlush < rows ? r0 + kRowsPerFlush : rows;
+        for (int64_t s0 = r0; s0 < r1; s0 += kRowsPerPartial) {
+            const int64_t s1 = s0 + kRowsPerPartial < r1 ? s0 + kRowsPerPartial : r1;
+            const Stored* band = x + s0 * channels;
+            int64_t c = 0;
+            for (; c < full_strips_end; c += 4 * W) {
+                const V k0 = L::load(center + c), k1 = L::load(center + c + W);
+                const V k2 = L::load(center + c + 2 * W), k3 = L::load(center + c + 3 * W);
                 V pd0 = L::zero(), pd1 = L::zero(), pd2 = L::zero(), pd3 = L::zero();
                 V pq0 = L::zero(), pq1 = L::zero(), pq2 = L::zero(), pq3 = L::zero();
-                for (int64_t r = s0; r < s1; ++r) {
-                    const typename S::Stored* xr = x + r * channels + c;
-                    const V e0 = L::sub(S::load(xr), k[0]), e1 = L::sub(S::load(xr + W), k[1]);
-                    const V e2 = L::sub(S::load(xr + 2 * W), k[2]), e3 = L::sub(S::load(xr + 3 * W), k[3]);
+                for (const Stored* xr = band + c; xr < band + (s1 - s0) * channels + c; xr += channels) {
+                    const V e0 = L::sub(S::load(xr), k0), e1 = L::sub(S::load(xr + W), k1);
+                    const V e2 = L::sub(S::load(xr + 2 * W), k2), e3 = L::sub(S::load(xr + 3 * W), k3);
                     pd0 = L::add(pd0, e0);
                     pd1 = L::add(pd1, e1);
                     pd2 = L::add(pd2, e2);
@@ -61,36 +73,44 @@ void nhwc_channel_sums(const typename S::Stored* x, int64_t rows, int64_t channe
                     pq2 = L::mul_add(e2, e2, pq2);
                     pq3 = L::mul_add(e3, e3, pq3);
                 }
-                d[0] = L::add(d[0], pd0), d[1] = L::add(d[1], pd1);
-                d[2] = L::add(d[2], pd2), d[3] = L::add(d[3], pd3);
-                q[0] = L::add(q[0], pq0), q[1] = L::add(q[1], pq1);
-                q[2] = L::add(q[2], pq2), q[3] = L::add(q[3], pq3);
+                add_to(run_dev + c, pd0), add_to(run_dev + c + W, pd1);
+                add_to(run_dev + c + 2 * W, pd2), add_to(run_dev + c + 3 * W, pd3);
+                add_to(run_sq + c, pq0), add_to(run_sq + c + W, pq1);
+                add_to(run_sq + c + 2 * W, pq2), add_to(run_sq + c + 3 * W, pq3);
             }
-            flush(c, 4, d, q, W);
-        }
-    }
-    for (; c < channels; c += W) {  // the last strip, a vector (or part of one) wide
-        const int64_t width = channels - c < W ? channels - c : W;
-        alignas(64) T k_lanes[L::width] = {};
-        for (int64_t i = 0; i < width; ++i) k_lanes[i] = center[c + i];
-        const V k = L::load(k_lanes);
-        for (int64_t r0 = 0; r0 < rows; r0 += kRowsPerFlush) {
-            const int64_t r1 = r0 + kRowsPerFlush < rows ? r0 + kRowsPerFlush : rows;
-            V d[1] = {L::zero()}, q[1] = {L::zero()};
-            for (int64_t s0 = r0; s0 < r1; s0 += kRowsPerPartial) {
-                const int64_t s1 = s0 + kRowsPerPartial < r1 ? s0 + kRowsPerPartial : r1;
+            for (; c < channels; c += W) {  // strips one vector (or part of one) wide
+                const int64_t width = channels - c < W ? channels - c : W;
+                const V k = width == W ? L::load(center + c) : L::load(tail_center);
                 V pd = L::zero(), pq = L::zero();
                 for (int64_t r = s0; r < s1; ++r) {
-                    const V e = L::sub(load_partial<S>(x + r * channels + c, width), k);
+                    const Stored* xr = x + r * channels + c;
+                    const V e = L::sub(width == W ? S::load(xr) : load_partial<S>(xr, width), k);
                     pd = L::add(pd, e);
                     pq = L::mul_add(e, e, pq);
                 }
-                d[0] = L::add(d[0], pd);
-                q[0] = L::add(q[0], pq);
+                add_to(run_dev + c, pd);
+                add_to(run_sq + c, pq);
             }
-            flush(c, 1, d, q, width);
+        }
+        for (int64_t c = 0; c < channels; ++c) {
+            dev[c] += static_cast<double>(run_dev[c]);
+            sq[c] += static_cast<double>(run_sq[c]);
+            run_dev[c] = T(0);
+            run_sq[c] = T(0);
         }
     }
+    // The corrected two-pass formula; the clamp keeps rounding from making a
+    // constant channel's M2 negative (NaN passes through: NaN < 0 is false).
+    const double inv_rows = 1.0 / static_cast<double>(rows);
+    int poor_centers = 0;
+    for (int64_t c = 0; c < channels; ++c) {
+        const double shift = dev[c] * inv_rows;
+        const double m = sq[c] - dev[c] * shift;
+        mean[c] = static_cast<double>(center[c]) + shift;
+        m2[c] = m < 0.0 ? 0.0 : m;
+        poor_centers |= static_cast<double>(rows) * shift * shift > 16.0 * m2[c];
+    }
+    return poor_centers != 0;
 }
 
 // The body of nhwc_normalize from value e (channel c) to the end: kStream

@@ -14,7 +14,7 @@ constexpr NchwKernels<typename S::Stored, typename S::Lanes::T> nchw_kernels(
 template <class S, int... kActs>
 constexpr NhwcKernels<typename S::Stored, typename S::Lanes::T> nhwc_kernels(
         std::integer_sequence<int, kActs...>) {
-    return {&nhwc_channel_sums<S>,
+    return {&nhwc_channel_moments<S>,
             {{&nhwc_normalize<S, false, kActs>...}, {&nhwc_normalize<S, true, kActs>...}},
             &exact_channel_moments<S>,
             {&exact_normalize_nhwc<S, kActs>...}};
