@@ -16,12 +16,12 @@ def test_isa_introspection():
     supported = gncpu.supported_isas()
     assert "scalar" in supported
     assert set(supported) <= set(gncpu.compiled_isas())
-    assert set(gncpu.compiled_isas()) <= {"scalar", "avx2", "avx512", "neon"}
+    assert set(gncpu.compiled_isas()) <= {"scalar", "avx2", "avx512", "avx512bf16", "neon"}
     assert gncpu.isa() in supported
 
 
 def test_default_isa_is_the_best_supported():
-    order = ["avx512", "avx2", "neon", "scalar"]
+    order = ["avx512bf16", "avx512", "avx2", "neon", "scalar"]
     best = next(name for name in order if name in gncpu.supported_isas())
     result = subprocess.run(
         [sys.executable, "-c", "import gncpu; print(gncpu.isa())"],

@@ -99,3 +99,39 @@ def test_16bit_weight_and_bias_are_accepted(rng, param_dtype):
     layer = gncpu.GroupNorm(4, 8)
     layer.load_state_dict({"weight": weight, "bias": bias})
     assert max_error(layer(x), expected) <= TOLERANCE[np.float32]
+
+
+def test_bfloat16_rounding_is_one_rule_on_every_isa():
+    """Every kernel rounds float32 to bfloat16 the same way (nearest even, NaN
+    kept quiet), whether by integer operations or AVX-512 BF16's
+    vcvtneps2bf16, which reads subnormals as zero: vectors holding one must
+    take the integer rule.  The float32 values come out of the kernel exactly
+    (weight 0, bias = the value), one per channel, so a 16-lane vector mixes
+    subnormals, ties, overflows and NaNs with ordinary values."""
+    specials = np.array([
+        1.0, 1.00390625, 1.01171875, 1.0039062, 1.0039063,  # ties to even, either side
+        3.3895314e38, 3.4e38, -3.4e38,                          # rounding to +-inf
+        1e-39, -1e-39, 1.1754942e-38, 9.2e-41, 1.4e-45,        # float32 subnormals
+        1.1754944e-38, 2.0, np.inf, -np.inf,
+    ], np.float32)
+    nan_payload = np.array([0x7F800001, 0xFFC00001, 0x7FBFFFFF], np.uint32).view(np.float32)
+    rng = np.random.default_rng(7)
+    ordinary = rng.standard_normal(45).astype(np.float32) * np.float32(1e3)
+    values = np.concatenate([specials, nan_payload, ordinary, specials[::-1]])
+    channels = values.size
+    x = np.ones((1, channels, 3), ml_dtypes.bfloat16)
+    results = {}
+    active = gncpu.isa()
+    try:
+        for name in gncpu.supported_isas():
+            gncpu.set_isa(name)
+            y = gncpu.group_norm(x, channels, np.zeros(channels, np.float32), values)
+            results[name] = y.view(np.uint16)
+    finally:
+        gncpu.set_isa(active)
+    finite = ~np.isnan(values)
+    expected = np.repeat(values[finite], 3).reshape(-1, 3).astype(ml_dtypes.bfloat16)
+    for name, bits in results.items():
+        np.testing.assert_array_equal(bits[0][finite], expected.view(np.uint16), err_msg=name)
+        assert np.isnan(bits.view(ml_dtypes.bfloat16)[0][~finite].astype(np.float32)).all(), name
+        np.testing.assert_array_equal(bits, results["scalar"], err_msg=f"{name} vs scalar")

@@ -33,6 +33,8 @@ constexpr uint32_t kLeaf7EbxAvx512F = 1u << 16;
 constexpr uint32_t kLeaf7EbxAvx512Dq = 1u << 17;
 constexpr uint32_t kLeaf7EbxAvx512Bw = 1u << 30;
 constexpr uint32_t kLeaf7EbxAvx512Vl = 1u << 31;
+// CPUID.(EAX=7,ECX=1):EAX (subleaf 1 exists when CPUID.(EAX=7,ECX=0):EAX >= 1)
+constexpr uint32_t kLeaf7Sub1EaxAvx512Bf16 = 1u << 5;
 // XCR0: which register states the OS saves.
 constexpr uint64_t kXcr0Sse = 1u << 1;
 constexpr uint64_t kXcr0Ymm = 1u << 2;
@@ -80,13 +82,16 @@ CpuFeatures detect() {
     const uint64_t xcr0 = read_xcr0();
     const bool os_avx = (xcr0 & kXcr0AvxState) == kXcr0AvxState;
     const bool os_avx512 = (xcr0 & kXcr0Avx512State) == kXcr0Avx512State;
-    const uint32_t leaf7_ebx = max_leaf >= 7 ? cpuid(7, 0).ebx : 0;
+    const CpuidRegs leaf7 = max_leaf >= 7 ? cpuid(7, 0) : CpuidRegs{};
+    const uint32_t leaf7_ebx = leaf7.ebx;
+    const uint32_t leaf7_sub1_eax = max_leaf >= 7 && leaf7.eax >= 1 ? cpuid(7, 1).eax : 0;
 
     const uint32_t avx_bundle = kLeaf1EcxAvx | kLeaf1EcxFma | kLeaf1EcxF16c;
     f.avx2 = os_avx && (leaf1.ecx & avx_bundle) == avx_bundle && (leaf7_ebx & kLeaf7EbxAvx2);
     const uint32_t avx512_bundle = kLeaf7EbxAvx512F | kLeaf7EbxAvx512Dq | kLeaf7EbxAvx512Bw |
                                    kLeaf7EbxAvx512Vl;
     f.avx512 = f.avx2 && os_avx512 && (leaf7_ebx & avx512_bundle) == avx512_bundle;
+    f.avx512bf16 = f.avx512 && (leaf7_sub1_eax & kLeaf7Sub1EaxAvx512Bf16);
     return f;
 }
 #elif defined(__aarch64__) || defined(_M_ARM64)

@@ -11,6 +11,7 @@ struct CpuFeatures {
     bool scalar = true;    // the portable kernel runs anywhere
     bool avx2 = false;     // AVX2 + FMA + F16C, with the OS saving YMM state
     bool avx512 = false;   // AVX-512 F/BW/DQ/VL, with the OS saving ZMM state
+    bool avx512bf16 = false;  // avx512 + AVX512_BF16 (vcvtneps2bf16)
     bool neon = false;     // Advanced SIMD (always on AArch64)
 };
 

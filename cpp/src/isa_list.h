@@ -17,6 +17,9 @@
     X(NEON, neon, aarch64, "", "")                                                         \
     X(AVX2, avx2, x86_64, "-mavx2 -mfma -mf16c", "/arch:AVX2")                             \
     X(AVX512, avx512, x86_64,                                                              \
-      "-mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx2 -mfma -mf16c", "/arch:AVX512")
+      "-mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx2 -mfma -mf16c", "/arch:AVX512")     \
+    X(AVX512BF16, avx512bf16, x86_64,                                                      \
+      "-mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512bf16 -mavx2 -mfma -mf16c",        \
+      "/arch:AVX512")
 
 #endif  // GNCPU_ISA_LIST_H

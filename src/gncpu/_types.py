@@ -2,7 +2,7 @@
 
 from typing import List, Literal, Tuple, TypedDict
 
-IsaName = Literal["scalar", "neon", "avx2", "avx512"]
+IsaName = Literal["scalar", "neon", "avx2", "avx512", "avx512bf16"]
 ActivationName = Literal["silu", "relu", "gelu"]
 
 

@@ -55,9 +55,24 @@ inline float bf16_bits_to_float(uint16_t b) {
 // float32 lanes to bfloat16, the one rounding rule of every ISA: round to
 // nearest even by adding 0x7fff plus the lowest kept bit, then keep the high
 // half; a NaN keeps its payload's high half with the quiet bit set (rounding
-// could carry it into an infinity).  The lanes supply the integer operations.
+// could carry it into an infinity).  The lanes supply the integer operations,
+// or, where the CPU rounds by the same rule in one instruction (AVX-512 BF16),
+// round_bf16 and any_subnormal: that instruction reads subnormals as zero, so
+// a vector holding one takes the integer rule.
+template <class L, class = void>
+struct HasBf16Rounding {
+    static constexpr bool value = false;
+};
+template <class L>
+struct HasBf16Rounding<L, decltype(void(&L::round_bf16))> {
+    static constexpr bool value = true;
+};
+
 template <class L>
 inline typename L::H to_bf16(typename L::V v) {
+    if constexpr (HasBf16Rounding<L>::value) {
+        if (!L::any_subnormal(v)) return L::round_bf16(v);
+    }
     using U = typename L::U;
     const U bits = L::as_bits(v);
     const U lowest_kept = L::bits_and(L::bits_shr16(bits), L::bits_set1(1));
