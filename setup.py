@@ -158,8 +158,8 @@ class BuildExt(build_ext):
                       # The same float rounding on every target: no silent FMA
                       # contraction of scalar code (kernels use FMA explicitly).
                       "-ffp-contract=off", "-fvisibility=hidden",
-                      # Values unchanged (no FP traps are ever enabled here); it
-                      # lets GCC vectorise loops with comparisons, such as the
+                      # Values unchanged (the code never relies on FP exceptions
+                      # or their flags); it lets GCC vectorise loops with comparisons, such as the
                       # per-channel moments of channels-last blocks (1.2x on
                       # 2x1280x16x16).
                       "-fno-trapping-math"]
@@ -182,6 +182,9 @@ class BuildExt(build_ext):
             kernels = []
             for name, gnu_flags, msvc_flags in ISA_LIST.isa_kernels(target_machine()):
                 flags = msvc_flags if msvc else gnu_flags
+                if flags == ["unsupported"]:
+                    print(f"gncpu: no {name} kernel with this compiler", file=sys.stderr)
+                    continue
                 if flags and not self._compiler_accepts(flags):
                     print(f"gncpu: compiler lacks {flags}; skipping the {name} kernel",
                           file=sys.stderr)

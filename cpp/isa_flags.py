@@ -4,7 +4,7 @@ The header is the one place the ISA list is written; setup.py and
 .ci/build_kernel_test.sh take the kernels to build from here.
 
     python cpp/isa_flags.py x86_64     # one "name<TAB>gnu flags" line per kernel
-    python cpp/isa_flags.py --ids      # every ISA id: SCALAR NEON AVX2 AVX512
+    python cpp/isa_flags.py --ids      # every ISA id: SCALAR NEON AVX2 AVX512 AVX512BF16
 """
 
 import re

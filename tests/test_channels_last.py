@@ -12,6 +12,8 @@ from conftest import RTOL, TOLERANCE, max_error, random_affine, random_input
 SHAPES = [  # NHWC shapes, groups
     ((1, 16, 16, 320), 32), ((2, 7, 9, 64), 8), ((2, 33, 12), 4), ((3, 5, 1), 1),
     ((1, 130, 100, 6), 3), ((2, 4, 4, 4, 8), 8), ((2, 3, 40), 40), ((2, 1000, 17), 17),
+    # full strips of four vectors, then a partial vector (AVX-512: 85 = 64 + 16 + 5)
+    ((2, 130, 85), 5), ((1, 9, 100), 4),
 ]
 
 

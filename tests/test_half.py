@@ -106,8 +106,9 @@ def test_bfloat16_rounding_is_one_rule_on_every_isa():
     kept quiet), whether by integer operations or AVX-512 BF16's
     vcvtneps2bf16, which reads subnormals as zero: vectors holding one must
     take the integer rule.  The float32 values come out of the kernel exactly
-    (weight 0, bias = the value), one per channel, so a 16-lane vector mixes
-    subnormals, ties, overflows and NaNs with ordinary values."""
+    (weight 0, bias = the value), one per channel of a channels-last row, so
+    a vector mixes subnormals, ties, overflows and NaNs with ordinary values
+    (a test of "all lanes subnormal" instead of "any" fails here)."""
     specials = np.array([
         1.0, 1.00390625, 1.01171875, 1.0039062, 1.0039063,  # ties to even, either side
         3.3895314e38, 3.4e38, -3.4e38,                          # rounding to +-inf
@@ -119,19 +120,23 @@ def test_bfloat16_rounding_is_one_rule_on_every_isa():
     ordinary = rng.standard_normal(45).astype(np.float32) * np.float32(1e3)
     values = np.concatenate([specials, nan_payload, ordinary, specials[::-1]])
     channels = values.size
-    x = np.ones((1, channels, 3), ml_dtypes.bfloat16)
+    x = np.ones((1, 3, channels), ml_dtypes.bfloat16)
     results = {}
     active = gncpu.isa()
     try:
         for name in gncpu.supported_isas():
             gncpu.set_isa(name)
-            y = gncpu.group_norm(x, channels, np.zeros(channels, np.float32), values)
-            results[name] = y.view(np.uint16)
+            y = gncpu.group_norm(x, channels, np.zeros(channels, np.float32), values,
+                                 channels_last=True)
+            results[name] = y.view(np.uint16)[0].T  # (channel, row)
     finally:
         gncpu.set_isa(active)
     finite = ~np.isnan(values)
     expected = np.repeat(values[finite], 3).reshape(-1, 3).astype(ml_dtypes.bfloat16)
+    # NaNs keep the payload's high half, quiet: 0x7F800001 -> 0x7FC0 (the
+    # payload is in the low half only), 0xFFC00001 -> 0xFFC0, 0x7FBFFFFF -> 0x7FFF.
+    nan_bits = np.repeat(np.array([0x7FC0, 0xFFC0, 0x7FFF], np.uint16), 3).reshape(3, 3)
     for name, bits in results.items():
-        np.testing.assert_array_equal(bits[0][finite], expected.view(np.uint16), err_msg=name)
-        assert np.isnan(bits.view(ml_dtypes.bfloat16)[0][~finite].astype(np.float32)).all(), name
+        np.testing.assert_array_equal(bits[finite], expected.view(np.uint16), err_msg=name)
+        np.testing.assert_array_equal(bits[~finite], nan_bits, err_msg=name)
         np.testing.assert_array_equal(bits, results["scalar"], err_msg=f"{name} vs scalar")

@@ -6,7 +6,7 @@
 //   X(ID, name, architecture, "gcc/clang flags", "MSVC flags")
 // The kernel of `name` is src/kernel_<name>.cpp, compiled with those flags on
 // that architecture (setup.py and .ci/build_kernel_test.sh read them from here
-// through cpp/isa_flags.py); `ID` names its CpuFeatures bit and its table,
+// through cpp/isa_flags.py; "unsupported": that compiler cannot build it); `ID` names its CpuFeatures bit and its table,
 // kernel_table_<name>.  A new ISA is one line here, its kernel file, and its
 // detection in cpu_features.cpp.
 #ifndef GNCPU_ISA_LIST_H
@@ -20,6 +20,6 @@
       "-mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx2 -mfma -mf16c", "/arch:AVX512")     \
     X(AVX512BF16, avx512bf16, x86_64,                                                      \
       "-mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512bf16 -mavx2 -mfma -mf16c",        \
-      "/arch:AVX512")
+      "unsupported")
 
 #endif  // GNCPU_ISA_LIST_H

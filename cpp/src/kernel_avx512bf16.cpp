@@ -2,6 +2,9 @@
 // rounding becomes one instruction when this file is compiled with
 // -mavx512bf16; everything else is the avx512 kernel.  The dispatcher calls
 // into it only after cpuid (leaf 7, subleaf 1) says the CPU has AVX512_BF16.
+#if !defined(__AVX512BF16__)
+#error "kernel_avx512bf16.cpp needs -mavx512bf16 (MSVC has no switch for it: setup.py skips it there)"
+#endif
 #if defined(__GNUC__) && !defined(__clang__)
 // GCC 12's AVX-512 intrinsics start from _mm512_undefined_*(), which trips
 // -Wmaybe-uninitialized wherever they are inlined (GCC bug 105593), and

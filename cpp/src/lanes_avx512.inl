@@ -58,8 +58,14 @@ struct F32 {
     // AVX-512 BF16 (the avx512bf16 bundle): vcvtneps2bf16 rounds to nearest
     // even and quiets a NaN as codecs.inl's integer rule does, in one
     // instruction instead of eight, but reads subnormal inputs as zero, so
-    // to_bf16 takes the integer rule for a vector holding one.
-    static bool any_subnormal(V v) { return _mm512_fpclass_ps_mask(v, 0x20) != 0; }
+    // to_bf16 takes the integer rule for a vector holding one.  The test is on
+    // the bits (exponent 0, mantissa not): vfpclassps follows the caller's
+    // MXCSR.DAZ, under which it sees no subnormal at all.
+    static bool any_subnormal(V v) {
+        const __m512i bits = _mm512_castps_si512(v);
+        const __mmask16 nonzero = _mm512_test_epi32_mask(bits, _mm512_set1_epi32(0x7fffffff));
+        return _mm512_mask_testn_epi32_mask(nonzero, bits, _mm512_set1_epi32(0x7f800000)) != 0;
+    }
     static H round_bf16(V v) { return (__m256i)_mm512_cvtneps_pbh(v); }
 #endif
 };

@@ -17,7 +17,9 @@
 //     (IEEE binary16 <-> float, round to nearest even); load_bf16 (bfloat16 ->
 //     float); and the integer lanes the bfloat16 rounding rule needs: U,
 //     as_bits(V), bits_set1, bits_add, bits_and, bits_or, bits_shr16 (logical),
-//     select_nan(v, if_nan, otherwise) and high_halves(U) -> H.
+//     select_nan(v, if_nan, otherwise) and high_halves(U) -> H; optionally
+//     round_bf16(V) -> H and any_subnormal(V), a hardware conversion by the
+//     same rule for vectors without subnormals (codecs.inl's to_bf16).
 //
 // Everything here therefore has internal linkage in each ISA's object, and it
 // must not call inline library templates (std::min and friends), which would

@@ -40,6 +40,7 @@ bool nhwc_channel_moments(const typename S::Stored* x, int64_t rows, int64_t cha
     }
     // Past the last channel: zero centers for the partial strip (its lanes
     // beyond `channels` load zeros), and zero running sums, all within the pad.
+    static_assert(W <= kNhwcParamPad, "the running sums are padded for the widest vector");
     const int64_t padded = (channels + W - 1) / W * W;
     double* dev = mean;  // the sums, until the last loop turns them into moments
     double* sq = m2;
@@ -61,7 +62,8 @@ bool nhwc_channel_moments(const typename S::Stored* x, int64_t rows, int64_t cha
                 const V k2 = L::load(center + c + 2 * W), k3 = L::load(center + c + 3 * W);
                 V pd0 = L::zero(), pd1 = L::zero(), pd2 = L::zero(), pd3 = L::zero();
                 V pq0 = L::zero(), pq1 = L::zero(), pq2 = L::zero(), pq3 = L::zero();
-                for (const Stored* xr = band + c; xr < band + (s1 - s0) * channels + c; xr += channels) {
+                for (int64_t r = 0; r < s1 - s0; ++r) {
+                    const Stored* xr = band + r * channels + c;
                     const V e0 = L::sub(S::load(xr), k0), e1 = L::sub(S::load(xr + W), k1);
                     const V e2 = L::sub(S::load(xr + 2 * W), k2), e3 = L::sub(S::load(xr + 3 * W), k3);
                     pd0 = L::add(pd0, e0);
