@@ -19,6 +19,19 @@
 #include <features.h> /* defines __GLIBC__ on glibc, not on musl */
 #endif
 #endif
+/* glibc 2.38 redirects scanf and strtol to C23 versions (__isoc23_fscanf,
+ * GLIBC_2.38) for _GNU_SOURCE, which g++ always defines: keep the C99 ones,
+ * which every glibc since 2.7 has (gncpu reads sysfs with fscanf).  The
+ * switch is __GLIBC_USE_C2X_STRTOL in glibc 2.38-2.39, _C23_ from 2.40. */
+#if defined(__GLIBC__) && defined(__GLIBC_USE_C2X_STRTOL)
+#undef __GLIBC_USE_C2X_STRTOL
+#define __GLIBC_USE_C2X_STRTOL 0
+#endif
+#if defined(__GLIBC__) && defined(__GLIBC_USE_C23_STRTOL)
+#undef __GLIBC_USE_C23_STRTOL
+#define __GLIBC_USE_C23_STRTOL 0
+#endif
+
 #if defined(__GLIBC__) && defined(__x86_64__)
 #define GNCPU_OLD_LIBM "GLIBC_2.2.5"
 #elif defined(__GLIBC__) && defined(__aarch64__)
