@@ -36,9 +36,10 @@ packages="python3-dev python3-venv g++"
 # A chroot left mounted (a killed run) must not let `rm -rf WORK` reach
 # through a bind mount or into /proc.
 unmount_all() {
-    grep -o " $roots/[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m" || true; done
+    { grep -o " $roots/[^ ]*" /proc/mounts || true; } | sort -r |
+        while read -r m; do umount -l "$m" || true; done
 }
-trap unmount_all EXIT
+trap 'rc=$?; unmount_all; exit $rc' EXIT
 
 sdist() {  # prints the sdist's path (and the rest to stderr)
     if ! ls "$share"/dist/gncpu-*.tar.gz >/dev/null 2>&1; then
