@@ -10,6 +10,11 @@ Switches (environment variables):
   GNCPU_OPENMP_PREFIX=DIR where libomp lives (macOS: include/ and lib/)
   GNCPU_SANITIZE=1        AddressSanitizer + UndefinedBehaviorSanitizer build
                           (for .ci/sanitizers.sh; needs libasan preloaded)
+  GNCPU_MANYLINUX=1       Linux/glibc wheels for old systems: libm's re-versioned
+                          functions bound to their oldest versions and C++17's
+                          aligned/sized new and delete defined in the extension
+                          (cpp/manylinux/), so the extension needs nothing newer
+                          than glibc 2.17 and GCC 4.8's libstdc++ (manylinux2014)
 """
 
 import importlib.util
@@ -40,7 +45,8 @@ BASE_SOURCES = [
 # Headers every object depends on (setuptools rebuilds and relinks on their change).
 HEADERS = sorted(
     str(p.relative_to(HERE))
-    for pattern in ("cpp/src/*.h", "cpp/src/kernels/*.inl", "cpp/include/gncpu/*.h")
+    for pattern in ("cpp/src/*.h", "cpp/src/kernels/*.inl", "cpp/include/gncpu/*.h",
+                    "cpp/manylinux/*.h")
     for p in HERE.glob(pattern)
 )
 
@@ -55,11 +61,28 @@ def load_isa_list():
 
 ISA_LIST = load_isa_list()
 
-VARIANT_SWITCHES = ("GNCPU_NO_OPENMP", "GNCPU_NATIVE", "GNCPU_SANITIZE")
+VARIANT_SWITCHES = ("GNCPU_NO_OPENMP", "GNCPU_NATIVE", "GNCPU_SANITIZE", "GNCPU_MANYLINUX")
+# The GNCPU_MANYLINUX symbol policy (see the docstring and cpp/manylinux/).
+MANYLINUX_HEADER = "cpp/manylinux/symver.h"
+MANYLINUX_SOURCE = "cpp/manylinux/cxx_compat.cpp"
 
 
 def env_flag(name):
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def manylinux_policy():
+    """Whether this build applies the GNCPU_MANYLINUX symbol policy: asked for,
+    and a glibc Linux target (musl and other systems have nothing to pin)."""
+    if not env_flag("GNCPU_MANYLINUX"):
+        return False
+    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+        print("gncpu: GNCPU_MANYLINUX=1 applies to glibc Linux only; ignored", file=sys.stderr)
+        return False
+    if env_flag("GNCPU_SANITIZE"):
+        # ASan intercepts operator new/delete; the policy's own would bypass it.
+        raise SystemExit("gncpu: GNCPU_MANYLINUX=1 and GNCPU_SANITIZE=1 do not combine")
+    return True
 
 
 def target_machine():
@@ -165,6 +188,8 @@ class BuildExt(build_ext):
                       "-fno-trapping-math"]
             if env_flag("GNCPU_NATIVE"):
                 common.append("-march=native")
+            if manylinux_policy():
+                common += ["-include", MANYLINUX_HEADER]
             if env_flag("GNCPU_SANITIZE"):
                 sanitize = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
                             "-fno-omit-frame-pointer", "-g"]
@@ -203,6 +228,11 @@ class BuildExt(build_ext):
 
             with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
                 isa_objects = [obj for objs in pool.map(compile_kernel, kernels) for obj in objs]
+            if not msvc and manylinux_policy():
+                isa_objects += self.compiler.compile(
+                    [MANYLINUX_SOURCE], output_dir=self.build_temp,
+                    extra_postargs=common, depends=[MANYLINUX_HEADER],
+                )
             compiled = {name.upper() for name, _ in kernels}
             self.gncpu_build_info["isas"] += [name for name, _ in kernels]
             # dispatch.cpp needs every ISA of the list said yes or no.
