@@ -21,7 +21,6 @@ from torch import nn
 from torch._prims_common import suggest_memory_format as _suggest_memory_format
 
 from . import _core
-from ._core import get_num_threads  # noqa: F401  (documented: gncpu's own threads)
 
 __all__ = ["GroupNorm", "group_norm", "replace_group_norm"]
 
