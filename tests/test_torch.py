@@ -5,6 +5,7 @@ float64 oracle); torch's own GroupNorm is checked for layout, dtype and
 gradients, where it is the behaviour being stood in for."""
 
 import copy
+import io
 import subprocess
 import sys
 
@@ -475,6 +476,13 @@ def test_replace_counts_fuses_and_keeps_the_state_dict():
     clone = copy.deepcopy(model)
     with torch.no_grad():
         assert torch.allclose(clone(x, temb), original(x, temb), atol=1e-5)
+    buffer = io.BytesIO()
+    torch.save(model, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=False)  # loads unfused, and fuses again
+    assert fuse_activations(loaded) > 0
+    with torch.no_grad():
+        assert torch.allclose(loaded(x, temb), original(x, temb), atol=1e-5)
     compiled = torch.compile(model, fullgraph=True, backend="eager")
     with torch.no_grad():
         assert torch.allclose(compiled(x, temb), original(x, temb), atol=1e-5)

@@ -36,9 +36,10 @@ decided per call site, from code, in two structures only:
 Not fused: anything else (a functional ``F.silu`` call, a norm whose output
 is also used elsewhere, a forward that cannot be read or has a closure or
 decorators, activations or norms carrying forward hooks).  A fused model
-saves and loads the same ``state_dict``; pickling the whole module object
-(``torch.save(model)``) is not supported after fusion (the recompiled forward
-cannot be pickled), ``copy.deepcopy`` is.
+saves and loads the same ``state_dict`` and survives ``copy.deepcopy``.
+Pickled whole (``torch.save(model)``), it loads unfused (the instance's
+forward pickles by name, so it comes back as the class's own): correct, and
+fused again by another replace_group_norm.
 """
 
 import ast
@@ -187,8 +188,10 @@ def _strip_annotations_and_defaults(fn_def):
 
 def _fuse_forward(module):
     forward = type(module).forward
-    if ("forward" in module.__dict__ or not isinstance(forward, types.FunctionType)
-            or forward.__code__.co_freevars):
+    own = module.__dict__.get("forward")
+    if own is not None and getattr(own, "__func__", None) is not forward:
+        return 0  # set on the instance: fused already, or someone else's
+    if not isinstance(forward, types.FunctionType) or forward.__code__.co_freevars:
         return 0
     try:
         source = textwrap.dedent(inspect.getsource(forward))
