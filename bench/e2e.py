@@ -153,6 +153,7 @@ def child(args):
                 ratios = [t / g for t, g in zip(times["torch"], times["gncpu"])]
                 row = dict(
                     model=name, dtype=dtype_name, layout=layout, allocator=args.allocator,
+                    threads=args.threads,
                     torch_s=statistics.median(times["torch"]),
                     gncpu_s=statistics.median(times["gncpu"]),
                     ratio_median=statistics.median(ratios), ratio_min=min(ratios),
