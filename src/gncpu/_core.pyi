@@ -60,6 +60,22 @@ def set_output_cache_limit(nbytes: Optional[int]) -> None: ...
 def output_cache_info() -> OutputCacheInfo: ...
 
 # For gncpu's own modules, tests and benchmarks.
+def _group_norm_raw(
+    dtype: int,
+    layout: int,
+    batch: int,
+    channels: int,
+    spatial: int,
+    num_groups: int,
+    eps: float,
+    activation: Optional[str],
+    x: int,
+    y: int,
+    weight: int = 0,
+    bias: int = 0,
+    mean: int = 0,
+    rstd: int = 0,
+) -> None: ...
 def _check_layer(num_groups: int, num_channels: int, eps: float, activation: _Activation) -> None: ...
 def _is_real_dtype(dtype: np.dtype[Any]) -> bool: ...
 def _parallel_copy(dst: NDArray[Any], src: NDArray[Any]) -> None: ...

@@ -358,4 +358,47 @@ def _check_layer(num_groups, num_channels, eps, activation):
         _raise_invalid(status, &p, eps)
 
 
+# ------------------------------------------------------------ raw pointers
+
+def _group_norm_raw(int dtype, int layout, int64_t batch, int64_t channels, int64_t spatial,
+                    num_groups, eps, activation, size_t x, size_t y, size_t weight=0,
+                    size_t bias=0, size_t mean=0, size_t rstd=0):
+    """group_norm on memory given by address, for bindings that own their
+    buffers (gncpu.torch): no NumPy.  dtype and layout are gncpu_dtype and
+    gncpu_layout codes; weight, bias, mean and rstd are addresses of the
+    parameter type (double for GNCPU_F64, else float) or 0.  With x = y = 0
+    the values are only checked.  Raises what group_norm raises for the same
+    values; nothing is written when it does."""
+    cdef gncpu_problem p
+    p.dtype = <gncpu_dtype>dtype
+    p.layout = <gncpu_layout>layout
+    p.batch = batch
+    p.channels = channels
+    p.spatial = spatial
+    p.num_groups = _as_groups(num_groups, channels)
+    p.eps = _as_eps(eps)
+    p.activation = _as_activation(activation)
+    p.x = <const void*>x
+    p.y = <void*>y
+    p.weight = <const void*>weight
+    p.bias = <const void*>bias
+    p.mean = <void*>mean
+    p.rstd = <void*>rstd
+    p.num_threads = _num_threads
+    cdef gncpu_status status = gncpu_check_problem(&p)
+    if status != GNCPU_OK:
+        if status == GNCPU_ERR_NULL_POINTER and x == 0 and y == 0:
+            return
+        _raise_invalid(status, &p, eps)
+    if x == 0 and y == 0:
+        return
+    if batch * channels * spatial >= _RELEASE_GIL_ELEMENTS:  # (no overflow: checked)
+        with nogil:
+            status = gncpu_group_norm(&p)
+    else:
+        status = gncpu_group_norm(&p)
+    if status != GNCPU_OK:
+        _raise_invalid(status, &p, eps)
+
+
 include "_runtime.pxi"

@@ -1,0 +1,530 @@
+"""gncpu.torch: the PyTorch operator, module, swap and autograd.
+
+Skipped without torch.  Expected values come from gncpu.reference (the
+float64 oracle); torch's own GroupNorm is checked for layout, dtype and
+gradients, where it is the behaviour being stood in for."""
+
+import copy
+import io
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+
+import gncpu  # noqa: E402
+import gncpu.torch as gt  # noqa: E402
+from gncpu import reference  # noqa: E402
+from gncpu._torch_fusion import fuse_activations  # noqa: E402
+
+DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
+# Absolute bounds against the oracle for unit-scale outputs (conftest.TOLERANCE,
+# by torch dtype), and with a fused activation.
+TOL = {torch.float32: 1e-5, torch.float64: 1e-12, torch.float16: 1e-2, torch.bfloat16: 2e-2}
+ACT_TOL = {torch.float32: 2e-5, torch.float64: 1e-12, torch.float16: 1e-2, torch.bfloat16: 2e-2}
+ACTIVATIONS = [None, "silu", "relu", "gelu"]
+
+
+def make(shape, dtype=torch.float32, layout="contiguous", seed=0, offset=0.0):
+    g = torch.Generator().manual_seed(seed)
+    x = (offset + torch.randn(shape, generator=g, dtype=torch.float64)).to(dtype)
+    if layout == "channels_last":
+        x = x.to(memory_format=torch.channels_last if x.dim() == 4 else torch.channels_last_3d)
+    elif layout == "strided":  # neither format: one copy
+        x = torch.cat([x, x], dim=-1)[..., ::2]
+        assert not x.is_contiguous()
+    return x
+
+
+def affine(channels, dtype, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    weight = (0.5 + torch.rand(channels, generator=g, dtype=torch.float64)).to(dtype)
+    bias = torch.randn(channels, generator=g, dtype=torch.float64).to(dtype)
+    return weight, bias
+
+
+def oracle(x, groups, weight=None, bias=None, eps=1e-5, activation=None):
+    as64 = lambda t: None if t is None else t.detach().double().numpy()  # noqa: E731
+    return torch.from_numpy(reference.group_norm(
+        as64(x.contiguous()), groups, as64(weight), as64(bias), eps, activation=activation))
+
+
+def assert_close_to_oracle(y, x, groups, weight=None, bias=None, eps=1e-5, activation=None):
+    expected = oracle(x, groups, weight, bias, eps, activation)
+    tol = (ACT_TOL if activation else TOL)[x.dtype]
+    error = float((y.detach().double() - expected).abs().max()) if y.numel() else 0.0
+    assert error <= tol, error
+
+
+LAYOUT_SHAPES = [
+    ("contiguous", (2, 12, 5, 7)),
+    ("channels_last", (2, 12, 5, 7)),
+    ("channels_last", (2, 12, 3, 4, 5)),
+    ("strided", (2, 12, 5, 7)),
+    ("contiguous", (3, 12, 10)),
+    ("contiguous", (4, 12)),
+]
+
+
+# ------------------------------------------------------------------ forward
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("layout,shape", LAYOUT_SHAPES)
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_every_dtype_and_layout_against_oracle_and_torch(dtype, layout, shape, activation):
+    x = make(shape, dtype, layout)
+    weight, bias = affine(shape[1], dtype)
+    before = x.clone()
+    y = gt.group_norm(x, 3, weight, bias, activation=activation)
+    assert y.dtype == dtype and y.shape == x.shape
+    assert_close_to_oracle(y, x, 3, weight, bias, activation=activation)
+    # What torch's GroupNorm gives, layout included.
+    expected = F.group_norm(x, 3, weight, bias)
+    assert y.stride() == expected.stride()
+    assert torch.equal(x, before)
+    # The registered operator computes the same bits.
+    op = torch.ops.gncpu.group_norm(x, 3, weight, bias, 1e-5, activation)
+    assert op.stride() == y.stride() and torch.equal(op, y)
+
+
+@pytest.mark.parametrize("shape", [(2, 1, 5, 5), (2, 8, 1, 1), (1, 8, 1, 1, 1), (3, 1, 1, 1)])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_ambiguous_strides_follow_torch(shape, layout):
+    """Shapes that are contiguous and channels-last at once: torch decides by
+    strides; so does gncpu."""
+    x = make(shape, layout=layout)
+    groups = 1
+    y = gt.group_norm(x, groups)
+    assert y.stride() == F.group_norm(x, groups).stride()
+    assert_close_to_oracle(y, x, groups)
+
+
+def test_sliced_channels_last_input_is_copied_once():
+    x = make((2, 16, 9, 9), layout="channels_last")[:, :, 1:, 1:]
+    assert not x.is_contiguous() and not x.is_contiguous(memory_format=torch.channels_last)
+    y = gt.group_norm(x, 4)
+    assert y.stride() == F.group_norm(x, 4).stride()
+    assert_close_to_oracle(y, x, 4)
+
+
+def test_large_tensor_releases_the_gil_and_matches():
+    x = make((1, 64, 48, 48), layout="channels_last")  # above the GIL-release threshold
+    weight, bias = affine(64, torch.float32)
+    assert_close_to_oracle(gt.group_norm(x, 32, weight, bias), x, 32, weight, bias)
+
+
+def test_accuracy_with_a_large_offset():
+    """Where torch's channels-last GroupNorm loses digits (README), gncpu does not."""
+    for layout in ("contiguous", "channels_last"):
+        x = make((1, 32, 16, 16), layout=layout, offset=1e4)
+        assert_close_to_oracle(gt.group_norm(x, 8), x, 8)
+
+
+def test_mixed_parameter_dtypes():
+    x = make((2, 8, 4, 4), torch.bfloat16)
+    weight, bias = affine(8, torch.float64)
+    y = gt.group_norm(x, 2, weight, bias)
+    assert_close_to_oracle(y, x, 2, weight.to(torch.float32), bias.to(torch.float32))
+    weight16, bias16 = affine(8, torch.bfloat16)
+    assert_close_to_oracle(gt.group_norm(x, 2, weight16, bias16), x, 2, weight16, bias16)
+
+
+def test_empty_batch():
+    x = torch.empty((0, 8, 4, 4))
+    y = gt.group_norm(x, 4)
+    assert y.shape == x.shape
+
+
+def test_modes_inference_and_no_grad():
+    x = make((2, 8, 4, 4))
+    expected = gt.group_norm(x, 4)
+    with torch.inference_mode():
+        y = gt.group_norm(x, 4)
+        assert y.is_inference()
+        assert torch.equal(y, expected)
+        assert torch.equal(torch.ops.gncpu.group_norm(x, 4), expected)
+    with torch.no_grad():
+        assert torch.equal(gt.group_norm(x.requires_grad_(), 4), expected)
+
+
+def test_import_gncpu_does_not_import_torch():
+    code = "import sys, gncpu; gncpu.group_norm([[1.0, 2.0]], 1); assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# --------------------------------------------------------------- bad input
+
+def bad_calls(x, weight):
+    return [
+        (TypeError, lambda: gt.group_norm(x.to(torch.int32), 4)),
+        (TypeError, lambda: gt.group_norm(x.to(torch.complex64), 4)),
+        (TypeError, lambda: gt.group_norm(x.numpy(), 4)),
+        (ValueError, lambda: gt.group_norm(x[0, 0, 0], 1)),
+        (ValueError, lambda: gt.group_norm(x, 3)),
+        (ValueError, lambda: gt.group_norm(x, 0)),
+        (ValueError, lambda: gt.group_norm(x, 4, eps=-1.0)),
+        (ValueError, lambda: gt.group_norm(x, 4, eps=float("nan"))),
+        (ValueError, lambda: gt.group_norm(x, 4, activation="tanh")),
+        (ValueError, lambda: gt.group_norm(x, 4, weight[:4])),
+        (ValueError, lambda: gt.group_norm(x, 4, None, weight.reshape(2, 4))),
+        (TypeError, lambda: gt.group_norm(x, 4, [1.0] * 8)),
+        (TypeError, lambda: gt.group_norm(x, 4, weight.to(torch.complex64))),
+        (ValueError, lambda: gt.group_norm(x.to("meta"), 4)),
+    ]
+
+
+@pytest.mark.parametrize("grad", [False, True], ids=["eager", "autograd"])
+def test_bad_input_raises_clearly_and_writes_nothing(grad):
+    x = make((2, 8, 4, 4))
+    weight, _ = affine(8, torch.float32)
+    before = x.clone(), weight.clone()
+    if grad:
+        weight.requires_grad_()
+    for error, call in bad_calls(x, weight):
+        with pytest.raises(error):
+            call()
+    assert torch.equal(x, before[0]) and torch.equal(weight.detach(), before[1])
+
+
+def test_opcheck_reports_bad_input_through_the_operator():
+    x = make((2, 8, 4, 4))
+    with pytest.raises(ValueError, match="divide"):
+        torch.ops.gncpu.group_norm(x, 3)
+    with pytest.raises(ValueError, match="activation"):
+        torch.ops.gncpu.group_norm_with_stats(x, 4, None, None, 1e-5, "tanh")
+
+
+# ----------------------------------------------------- operator and tracing
+
+OPCHECK_CASES = [
+    ((2, 8, 3, 5), torch.float32, "contiguous", True, None),
+    ((2, 8, 3, 5), torch.float32, "channels_last", True, "silu"),
+    ((2, 8, 3, 5), torch.float64, "strided", False, "gelu"),
+    ((2, 8, 3, 2, 2), torch.bfloat16, "channels_last", True, None),
+    ((2, 8, 6), torch.float16, "contiguous", True, "relu"),
+]
+
+
+@pytest.mark.parametrize("shape,dtype,layout,affine_,activation", OPCHECK_CASES)
+def test_opcheck(shape, dtype, layout, affine_, activation):
+    x = make(shape, dtype, layout).requires_grad_(dtype in (torch.float32, torch.float64))
+    weight, bias = affine(shape[1], dtype) if affine_ else (None, None)
+    args = (x, 4, weight, bias, 1e-5, activation)
+    torch.library.opcheck(torch.ops.gncpu.group_norm_with_stats.default, args)
+    torch.library.opcheck(torch.ops.gncpu.group_norm.default, args)
+
+
+def test_fake_kernel_strides_equal_real_ones():
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    for layout, shape in LAYOUT_SHAPES:
+        x = make(shape, layout=layout)
+        real = torch.ops.gncpu.group_norm_with_stats(x, 3, None, None, 1e-5, None)
+        with FakeTensorMode() as mode:
+            fake = torch.ops.gncpu.group_norm_with_stats(mode.from_tensor(x), 3, None, None,
+                                                         1e-5, None)
+        for r, f in zip(real, fake):
+            assert (r.shape, r.stride(), r.dtype) == (f.shape, f.stride(), f.dtype)
+
+
+class TinyNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(4, 16, 3, padding=1)
+        self.norm = gt.GroupNorm(4, 16, activation="silu")
+        self.norm2 = gt.GroupNorm(8, 16)
+
+    def forward(self, x):
+        h = self.norm(self.conv(x))
+        return gt.group_norm(self.norm2(h), 2, activation="gelu") + h
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_torch_compile_fullgraph_matches_eager(layout):
+    torch._dynamo.reset()
+    model = TinyNet().eval()
+    x = make((2, 4, 8, 8), layout=layout)
+    compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
+    with torch.no_grad():
+        expected = model(x)
+        assert torch.allclose(compiled(x), expected, atol=1e-6)
+    with torch.inference_mode():
+        assert torch.allclose(compiled(x), expected, atol=1e-6)
+    # Training through the compiled graph: gradients reach every parameter.
+    compiled(x).sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+# Inductor itself warns (torch.jit.script_method's deprecation, torch 2.13).
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_torch_compile_inductor_fullgraph_matches_eager():
+    torch._dynamo.reset()
+    model = TinyNet().eval()
+    x = make((1, 4, 8, 8), layout="channels_last")
+    with torch.no_grad():
+        expected = model(x)
+        actual = torch.compile(model, fullgraph=True)(x)
+    assert actual.stride() == expected.stride()
+    assert torch.allclose(actual, expected, atol=1e-5)
+
+
+# ----------------------------------------------------------------- autograd
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_gradcheck_float64(layout, activation):
+    x = make((2, 6, 3, 4), torch.float64, layout).requires_grad_()
+    weight, bias = (p.requires_grad_() for p in affine(6, torch.float64))
+    assert torch.autograd.gradcheck(
+        lambda x, w, b: gt.group_norm(x, 3, w, b, activation=activation), (x, weight, bias))
+
+
+def test_gradcheck_without_affine_and_partial_requires_grad():
+    x = make((2, 6, 5), torch.float64).requires_grad_()
+    assert torch.autograd.gradcheck(lambda x: gt.group_norm(x, 2, activation="silu"), (x,))
+    weight, bias = affine(6, torch.float64)
+    weight.requires_grad_()
+    x = make((2, 6, 5), torch.float64)  # only the weight needs a gradient
+    assert torch.autograd.gradcheck(lambda w: gt.group_norm(x, 2, w, bias), (weight,))
+
+
+TORCH_ACTIVATIONS = {None: lambda t: t, "silu": F.silu, "relu": F.relu, "gelu": F.gelu}
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("activation", [None, "silu"])
+def test_gradients_match_torch(dtype, layout, activation):
+    x = make((2, 8, 4, 4), dtype, layout)
+    weight, bias = affine(8, dtype)
+    grad_out = make((2, 8, 4, 4), dtype, layout, seed=5)
+
+    def grads(fn):
+        leaves = [t.detach().clone().requires_grad_() for t in (x, weight, bias)]
+        fn(*leaves).backward(grad_out)
+        return [t.grad for t in leaves]
+
+    ours = grads(lambda x, w, b: gt.group_norm(x, 4, w, b, activation=activation))
+    # torch in float64: the gradient of the same function
+    theirs = grads(lambda x, w, b: TORCH_ACTIVATIONS[activation](
+        F.group_norm(x.double(), 4, w.double(), b.double())).to(dtype))
+    for mine, expected, name in zip(ours, theirs, "xwb"):
+        assert mine is not None and mine.dtype == dtype, name
+        scale = float(expected.double().abs().max()) + 1
+        tol = {torch.float64: 1e-10, torch.float32: 1e-5}.get(dtype, 3e-2)
+        assert float((mine.double() - expected.double()).abs().max()) <= tol * scale, name
+
+
+def test_module_gradients_flow_to_weight_and_bias():
+    layer = gt.GroupNorm(2, 8, activation="silu")
+    x = make((2, 8, 4, 4)).requires_grad_()
+    layer(x).square().sum().backward()
+    assert x.grad is not None and layer.weight.grad is not None and layer.bias.grad is not None
+    assert float(layer.weight.grad.abs().sum()) > 0 and float(layer.bias.grad.abs().sum()) > 0
+
+
+# ------------------------------------------------------------------- module
+
+def test_module_is_a_torch_group_norm_with_the_same_state_dict():
+    theirs = nn.GroupNorm(4, 16)
+    nn.init.uniform_(theirs.weight)
+    nn.init.uniform_(theirs.bias)
+    ours = gt.GroupNorm(4, 16, activation="silu")
+    assert isinstance(ours, nn.GroupNorm)
+    assert ours.state_dict().keys() == theirs.state_dict().keys()
+    ours.load_state_dict(theirs.state_dict())
+    theirs.load_state_dict(ours.state_dict())
+    x = make((2, 16, 5, 5))
+    with torch.no_grad():
+        assert torch.allclose(ours(x), F.silu(theirs(x)), atol=1e-5)
+    assert "activation='silu'" in repr(ours)
+    assert "activation" not in repr(gt.GroupNorm(4, 16))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_module_in_every_dtype(dtype):
+    layer = gt.GroupNorm(4, 16, dtype=dtype)
+    x = make((2, 16, 5, 5), dtype, "channels_last")
+    with torch.no_grad():
+        y = layer(x)
+    assert y.dtype == dtype
+    assert_close_to_oracle(y, x, 4, layer.weight, layer.bias)
+
+
+def test_module_bad_arguments():
+    with pytest.raises(ValueError):
+        gt.GroupNorm(3, 16)
+    with pytest.raises(ValueError):
+        gt.GroupNorm(4, 16, activation="tanh")
+    with pytest.raises(ValueError):
+        gt.GroupNorm(4, 16, eps=-1.0)
+    with pytest.raises(ValueError, match="already applies"):
+        gt.GroupNorm(4, 16, activation="silu")(make((1, 16, 2, 2)), activation="relu")
+
+
+# ------------------------------------------------------------- replacement
+
+class ResnetLikeBlock(nn.Module):
+    """diffusers' ResnetBlock2D, reduced: one SiLU module shared by norm1,
+    norm2 and the time embedding; norm2 in an if/elif/else."""
+
+    def __init__(self, channels=16, groups=4, mode="default"):
+        super().__init__()
+        self.norm1 = nn.GroupNorm(groups, channels)
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.time_emb_proj = nn.Linear(8, channels * (2 if mode == "scale_shift" else 1))
+        self.norm2 = nn.GroupNorm(groups, channels)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.nonlinearity = nn.SiLU()
+        self.mode = mode
+
+    def forward(self, input_tensor: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
+        hidden_states = self.norm1(input_tensor)
+        hidden_states = self.nonlinearity(hidden_states)
+        hidden_states = self.conv1(hidden_states)
+        temb = self.nonlinearity(temb)
+        temb = self.time_emb_proj(temb)[:, :, None, None]
+        if self.mode == "default":
+            hidden_states = hidden_states + temb
+            hidden_states = self.norm2(hidden_states)
+        elif self.mode == "scale_shift":
+            scale, shift = torch.chunk(temb, 2, dim=1)
+            hidden_states = self.norm2(hidden_states)
+            hidden_states = hidden_states * (1 + scale) + shift
+        else:
+            hidden_states = self.norm2(hidden_states)
+        hidden_states = self.nonlinearity(hidden_states)
+        return input_tensor + self.conv2(hidden_states)
+
+
+class NormUsedTwice(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.norm = nn.GroupNorm(2, 8)
+        self.act = nn.SiLU()
+
+    def forward(self, x):
+        h = self.norm(x)
+        y = self.act(h)
+        return y + h  # the norm's output is used twice: not fusable
+
+
+class Decoderish(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.block = ResnetLikeBlock()
+        self.conv_norm_out = nn.GroupNorm(4, 16)
+        self.conv_act = nn.SiLU()
+        self.head = nn.Sequential(nn.GroupNorm(2, 16), nn.ReLU(), nn.Conv2d(16, 4, 1))
+        self.twice = NormUsedTwice()
+        self.squeeze = nn.Conv2d(16, 8, 1)
+
+    def forward(self, x, temb, latent_embeds=None):
+        x = self.block(x, temb)
+        if latent_embeds is None:
+            x = self.conv_norm_out(x)
+        else:
+            x = self.conv_norm_out(x, latent_embeds)
+        x = self.conv_act(x)
+        return self.head(x) + self.twice(self.squeeze(x)).mean()
+
+
+@pytest.mark.parametrize("mode", ["default", "scale_shift", "other"])
+def test_replace_fuses_resnet_block_safely(mode):
+    torch.manual_seed(0)
+    block = ResnetLikeBlock(mode=mode).eval()
+    original = copy.deepcopy(block)
+    x, temb = make((2, 16, 6, 6)), make((2, 8), seed=3)
+    assert gt.replace_group_norm(block) == 2
+    assert type(block.norm1) is gt.GroupNorm and block.norm1.activation is None
+    assert "forward" in block.__dict__  # norm1 (and norm2 unless scale_shift) fused
+    with torch.no_grad():
+        assert torch.allclose(block(x, temb), original(x, temb), atol=1e-5)
+    # the shared SiLU is still a SiLU for the time embedding and scale_shift
+    assert type(block.nonlinearity) is nn.SiLU
+    x.requires_grad_()
+    block(x, temb).sum().backward()
+    assert block.norm1.weight.grad is not None and block.norm2.bias.grad is not None
+
+
+def test_replace_counts_fuses_and_keeps_the_state_dict():
+    torch.manual_seed(0)
+    model = Decoderish().eval()
+    original = copy.deepcopy(model)
+    state = model.state_dict()
+    norms = [m for m in model.modules() if isinstance(m, nn.GroupNorm)]
+    assert gt.replace_group_norm(model) == 5
+    assert all(type(m) is gt.GroupNorm for m in norms)  # the same objects, swapped in place
+    assert model.state_dict().keys() == state.keys()
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+    # Sequential: the norm takes the ReLU, its slot becomes an identity.
+    assert model.head[0].activation == "relu" and isinstance(model.head[1], nn.Identity)
+    # conv_norm_out -> conv_act across the if/else: fused in the rewritten forward.
+    assert "forward" in model.__dict__ and model.conv_norm_out.activation is None
+    # A norm whose output is used twice is not fused.
+    assert "forward" not in model.twice.__dict__
+    x, temb = make((2, 16, 6, 6)), make((2, 8), seed=3)
+    with torch.no_grad():
+        assert torch.allclose(model(x, temb), original(x, temb), atol=1e-5)
+    assert gt.replace_group_norm(model) == 0  # nothing left to swap
+    assert fuse_activations(model) == 0  # nor to fuse
+    clone = copy.deepcopy(model)
+    with torch.no_grad():
+        assert torch.allclose(clone(x, temb), original(x, temb), atol=1e-5)
+    buffer = io.BytesIO()
+    torch.save(model, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=False)  # loads unfused, and fuses again
+    assert fuse_activations(loaded) > 0
+    with torch.no_grad():
+        assert torch.allclose(loaded(x, temb), original(x, temb), atol=1e-5)
+    compiled = torch.compile(model, fullgraph=True, backend="eager")
+    with torch.no_grad():
+        assert torch.allclose(compiled(x, temb), original(x, temb), atol=1e-5)
+
+
+def test_replace_without_fusion_and_what_is_left_alone():
+    class MyNorm(nn.GroupNorm):  # a subclass may compute something else
+        pass
+
+    shared = nn.GroupNorm(2, 8)
+    model = nn.Sequential(shared, nn.SiLU(), MyNorm(2, 8), nn.Sequential(shared, nn.SiLU()),
+                          nn.GroupNorm(2, 8), nn.GELU(approximate="tanh"))
+    hooked = nn.Sequential(nn.GroupNorm(2, 8), nn.SiLU())
+    seen = []
+    hooked[0].register_forward_hook(lambda m, i, o: seen.append(o))
+    x = make((2, 8, 3, 3))
+    expected = model(x)
+    assert gt.replace_group_norm(model) == 2  # the shared one (once) and the last
+    assert type(model[2]) is MyNorm
+    assert shared.activation is None  # used twice in the model: not fused
+    assert model[4].activation is None  # tanh GELU: not gncpu's
+    with torch.no_grad():
+        assert torch.allclose(model(x), expected, atol=1e-5)
+    assert gt.replace_group_norm(hooked) == 1
+    assert hooked[0].activation is None  # a forward hook sees the norm's output: not fused
+    hooked(x)
+    assert len(seen) == 1
+    plain = nn.Sequential(nn.GroupNorm(2, 8), nn.SiLU())
+    assert gt.replace_group_norm(plain, fuse_activation=False) == 1
+    assert plain[0].activation is None and isinstance(plain[1], nn.SiLU)
+    with pytest.raises(TypeError):
+        gt.replace_group_norm(object())
+
+
+def test_replace_in_bfloat16_channels_last_model():
+    torch.manual_seed(0)
+    model = Decoderish().eval().to(torch.bfloat16).to(memory_format=torch.channels_last)
+    original = copy.deepcopy(model)
+    gt.replace_group_norm(model)
+    x = make((1, 16, 6, 6), torch.bfloat16, "channels_last")
+    temb = make((1, 8), torch.bfloat16, seed=3)
+    with torch.no_grad():
+        y, expected = model(x, temb), original(x, temb)
+    assert y.dtype == torch.bfloat16 and y.stride() == expected.stride()
+    assert float((y.float() - expected.float()).abs().max()) < 0.1
