@@ -191,6 +191,22 @@ def test_bad_input_raises_clearly_and_writes_nothing(grad):
     assert torch.equal(x, before[0]) and torch.equal(weight.detach(), before[1])
 
 
+@pytest.mark.parametrize("x_dtype", [torch.float32, torch.bfloat16])
+def test_parameters_beyond_float32_raise_as_for_numpy(x_dtype):
+    """A finite float64 weight past float32's range would become inf in the
+    conversion: ValueError, as the NumPy path says, never a silent inf."""
+    x = make((2, 8, 4, 4), x_dtype)
+    huge = torch.full((8,), 1e300, dtype=torch.float64)
+    with pytest.raises(ValueError, match="beyond the range"):
+        gncpu.torch.group_norm(x, 4, huge)
+    with pytest.raises(ValueError, match="beyond the range"):
+        gncpu.torch.group_norm(x, 4, None, huge)
+    with pytest.raises(ValueError, match="beyond the range"):
+        gncpu.group_norm(x.float().numpy(), 4, huge.numpy())
+    inf = torch.full((8,), float("inf"), dtype=torch.float64)  # already inf: passed on
+    assert torch.isinf(gncpu.torch.group_norm(x, 4, None, inf)).all()
+
+
 def test_opcheck_reports_bad_input_through_the_operator():
     x = make((2, 8, 4, 4))
     with pytest.raises(ValueError, match="divide"):

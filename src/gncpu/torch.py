@@ -80,11 +80,18 @@ def _check_param(p, channels, name):
         raise ValueError(f"{name} must have shape ({channels},), got {tuple(p.shape)}")
 
 
-def _as_param(p, dtype):
+def _as_param(p, dtype, name="weight"):
     """p as a contiguous tensor of the C core's parameter type (float32, or
-    float64 for float64 input); no copy when it already is one."""
+    float64 for float64 input); no copy when it already is one.  A finite
+    value past that type's range is a ValueError, as for NumPy input (a
+    conversion would make it inf and the result silently wrong)."""
     if p.dtype != dtype:
-        p = p.to(dtype)
+        converted = p.to(dtype)
+        if p.dtype.is_floating_point and not bool(
+                torch.equal(torch.isinf(converted), torch.isinf(p))):
+            raise ValueError(f"{name} has values beyond the range of {dtype} "
+                             f"(largest magnitude {p.abs().max().item()!r})")
+        p = converted
     return p if p.is_contiguous() else p.contiguous()
 
 
@@ -155,7 +162,7 @@ def _forward(x, num_groups, weight, bias, eps, activation, with_stats):
 def _param(p, channels, dtype, name):
     """p, checked, as a contiguous CPU tensor of dtype."""
     _check_param(p, channels, name)
-    return _as_param(p, dtype)
+    return _as_param(p, dtype, name)
 
 
 @torch.library.custom_op("gncpu::group_norm_with_stats", mutates_args=(), device_types="cpu")
