@@ -30,6 +30,12 @@ cp "$here/build_wheel.sh" "$share/"
 started=$SECONDS
 lap() { echo; echo "== wheels [$((SECONDS - started))s] $*"; }
 timing() { echo "   TIMING $1: $(($SECONDS - $2))s"; }
+timed() {  # LABEL COMMAND...: runs it, then its TIMING line
+    local label=$1 t=$SECONDS
+    shift
+    "$@"
+    timing "$label" "$t"
+}
 # Debian packages a chroot needs to build and test from the sdist.
 packages="python3-dev python3-venv g++"
 
@@ -65,14 +71,12 @@ x86_64)
     sdist_name=$(basename "$sdist_path")
 
     lap "Debian bullseye amd64 chroot (glibc 2.31, Python 3.9)"
-    t=$SECONDS
-    "$here/chroot.sh" create bullseye amd64 "$roots/bullseye-amd64" $packages
-    timing "bullseye amd64 chroot" $t
+    timed "bullseye amd64 chroot" \
+        "$here/chroot.sh" create bullseye amd64 "$roots/bullseye-amd64" $packages
 
     lap "cp39 x86_64 wheel, built and tested in bullseye"
-    t=$SECONDS
-    in_chroot bullseye-amd64 "/ci/build_wheel.sh python3 /ci/dist/$sdist_name /ci/cp39-x86_64 manylinux_2_17_x86_64 best"
-    timing "cp39 x86_64 wheel in bullseye (build, repair, tests)" $t
+    timed "cp39 x86_64 wheel in bullseye (build, repair, tests)" \
+        in_chroot bullseye-amd64 "/ci/build_wheel.sh python3 /ci/dist/$sdist_name /ci/cp39-x86_64 manylinux_2_17_x86_64 best"
 
     # The libgomp every x86-64 wheel vendors: bullseye's (GCC 10), which
     # needs glibc 2.17 at most.
@@ -80,20 +84,17 @@ x86_64)
     cp -L "$roots/bullseye-amd64/usr/lib/x86_64-linux-gnu/libgomp.so.1" "$share/libgomp-x86_64/"
 
     lap "cp311 x86_64 wheel, built and tested here ($(python3 --version), $(g++ --version | head -1))"
-    t=$SECONDS
-    "$here/build_wheel.sh" python3 "$sdist_path" "$share/cp311-x86_64" manylinux_2_17_x86_64 best \
-        "$share/libgomp-x86_64"
-    timing "cp311 x86_64 wheel here (build, repair, tests)" $t
+    timed "cp311 x86_64 wheel here (build, repair, tests)" \
+        "$here/build_wheel.sh" python3 "$sdist_path" "$share/cp311-x86_64" manylinux_2_17_x86_64 best \
+            "$share/libgomp-x86_64"
 
     lap "Debian trixie amd64 chroot (Python 3.13)"
-    t=$SECONDS
-    "$here/chroot.sh" create trixie amd64 "$roots/trixie-amd64" $packages
-    timing "trixie amd64 chroot" $t
+    timed "trixie amd64 chroot" \
+        "$here/chroot.sh" create trixie amd64 "$roots/trixie-amd64" $packages
 
     lap "cp313 x86_64 wheel, built and tested in trixie"
-    t=$SECONDS
-    in_chroot trixie-amd64 "/ci/build_wheel.sh python3 /ci/dist/$sdist_name /ci/cp313-x86_64 manylinux_2_17_x86_64 best /ci/libgomp-x86_64"
-    timing "cp313 x86_64 wheel in trixie (build, repair, tests)" $t
+    timed "cp313 x86_64 wheel in trixie (build, repair, tests)" \
+        in_chroot trixie-amd64 "/ci/build_wheel.sh python3 /ci/dist/$sdist_name /ci/cp313-x86_64 manylinux_2_17_x86_64 best /ci/libgomp-x86_64"
     ;;
 aarch64)
     lap "sdist"
@@ -101,9 +102,8 @@ aarch64)
     sdist_name=$(basename "$sdist_path")
 
     lap "Debian bullseye arm64 chroot, through qemu-user-static (glibc 2.31, Python 3.9)"
-    t=$SECONDS
-    "$here/chroot.sh" create bullseye arm64 "$roots/bullseye-arm64" $packages
-    timing "bullseye arm64 chroot" $t
+    timed "bullseye arm64 chroot" \
+        "$here/chroot.sh" create bullseye arm64 "$roots/bullseye-arm64" $packages
 
     lap "cp39 aarch64 wheel, built from the sdist and tested under emulation"
     # Known failures, not ARM's: on this (seeded) input the bfloat16 output
@@ -114,9 +114,8 @@ aarch64)
     for schedule in default split streaming; do
         known+=(--deselect "tests/test_half.py::test_within_one_ulp_of_oracle[neon-$schedule-shape1-3-bfloat16]")
     done
-    t=$SECONDS
-    in_chroot bullseye-arm64 "/ci/build_wheel.sh python3 /ci/dist/$sdist_name /ci/cp39-aarch64 manylinux_2_17_aarch64 neon '' tests $(printf '%q ' "${known[@]}")"
-    timing "cp39 aarch64 wheel in emulated bullseye arm64 (build, repair, tests)" $t
+    timed "cp39 aarch64 wheel in emulated bullseye arm64 (build, repair, tests)" \
+        in_chroot bullseye-arm64 "/ci/build_wheel.sh python3 /ci/dist/$sdist_name /ci/cp39-aarch64 manylinux_2_17_aarch64 neon '' tests $(printf '%q ' "${known[@]}")"
     ;;
 *)
     echo "usage: $0 x86_64|aarch64 WORK" >&2

@@ -33,6 +33,8 @@ import subprocess
 import sys
 import time
 
+from machine import cpu_name  # bench/ is on sys.path when run as a script
+
 ALLOCATORS = {
     "glibc": {},
     "glibc-tuned": {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 36),
@@ -204,12 +206,7 @@ def header(threads):
 
     import gncpu
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_name()
     return (f"{cpu} ({os.cpu_count()} CPUs), {threads} threads, gncpu {gncpu.__version__} "
             f"(`{gncpu.isa()}`), torch {torch.__version__}, diffusers {diffusers.__version__}, "
             f"python {platform.python_version()}")

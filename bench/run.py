@@ -33,6 +33,7 @@ from gncpu import reference
 from gncpu._core import _parallel_copy
 
 import peers  # bench/ is on sys.path when this file is run as a script
+from machine import cpu_name
 from busy import busy_rows
 from peers import Skip
 
@@ -165,12 +166,7 @@ def parse_shape(text):
 
 
 def machine_info(threads):
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_name()
     versions = {"gncpu": gncpu.__version__, "numpy": np.__version__,
                 "python": platform.python_version()}
     for package in ("torch", "onnxruntime", "openvino"):
