@@ -11,6 +11,18 @@ cdef _raise_invalid_backward(gncpu_status status, const gncpu_backward_problem* 
     _raise_invalid(status, &p, None)
 
 
+cdef object _as_stats(object s, int64_t batch, int64_t groups, object dtype, str name):
+    """mean/rstd as C-contiguous native (batch, groups) arrays of dtype: as
+    group_norm(..., return_stats=True) returns them, without a copy."""
+    cdef cnp.ndarray a
+    if cnp.PyArray_Check(s):
+        a = s
+        if (a.dtype is dtype and a.ndim == 2 and a.shape[0] == batch and a.shape[1] == groups
+                and cnp.PyArray_ISCARRAY_RO(a)):
+            return a
+    return _as_param_array(s, (batch, groups), dtype, name)
+
+
 cdef class _BackwardCall:
     """One group_norm_backward call: its C problem and the arrays behind its pointers."""
     cdef gncpu_backward_problem problem
@@ -23,7 +35,7 @@ cdef class _BackwardCall:
         cdef gncpu_backward_problem* p = &self.problem
         cdef cnp.ndarray xa = _as_float_array(x)
         cdef cnp.ndarray dya = _as_float_array(grad_out, "grad_out")
-        if dya.dtype != xa.dtype:
+        if _dtype_of(dya) != _dtype_of(xa):  # (byte order aside: a copy reads it)
             raise TypeError(f"grad_out must have x's dtype ({xa.dtype}), got {dya.dtype}")
         if (<object>dya).shape != (<object>xa).shape:
             raise ValueError(f"grad_out must have x's shape {(<object>xa).shape}, "
@@ -62,9 +74,8 @@ cdef class _BackwardCall:
         cdef gncpu_status status = gncpu_check_backward_problem(p)
         if status != GNCPU_OK and status != GNCPU_ERR_NULL_POINTER:
             _raise_invalid_backward(status, p)
-        stats_shape = (p.batch, p.num_groups)
-        self.mean = _as_param_array(mean, stats_shape, self.param_dtype, "mean")
-        self.rstd = _as_param_array(rstd, stats_shape, self.param_dtype, "rstd")
+        self.mean = _as_stats(mean, p.batch, p.num_groups, self.param_dtype, "mean")
+        self.rstd = _as_stats(rstd, p.batch, p.num_groups, self.param_dtype, "rstd")
         self.x = xa
         self.dy = dya
 
