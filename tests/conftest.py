@@ -94,8 +94,11 @@ ORACLE_RTOL = 1e-15
 # (weight * dz less its projections on the mean and the variance directions)
 # and the parameter gradients are sums over N x spatial of terms of either
 # sign, so the rounding error is a fraction of the largest term, not of each
-# result.  float32 1e-5 and float64 1e-12, as for the forward pass; the
-# float32 parameter gradients of 16-bit input are held to float32's bound.
+# result (where even the largest result cancels far below its terms, as with
+# one channel or groups of one or two values, tests/test_backward.py measures
+# against the terms' size).  float32 1e-5 and float64 1e-12, as for the
+# forward pass; the float32 parameter gradients of 16-bit input are held to
+# float32's bound.
 BACKWARD_RTOL = {np.float32: 1e-5, np.float64: 1e-12}
 
 # The backward oracle against central differences of the forward oracle, in
