@@ -45,7 +45,7 @@ BASE_SOURCES = [
 # Headers every object depends on (setuptools rebuilds and relinks on their change).
 HEADERS = sorted(
     str(p.relative_to(HERE))
-    for pattern in ("cpp/src/*.h", "cpp/src/kernels/*.inl", "cpp/include/gncpu/*.h",
+    for pattern in ("cpp/src/*.h", "cpp/src/*.inl", "cpp/src/kernels/*.inl", "cpp/include/gncpu/*.h",
                     "cpp/manylinux/*.h")
     for p in HERE.glob(pattern)
 )

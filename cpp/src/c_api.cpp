@@ -12,7 +12,9 @@
 #include "gncpu/gncpu.h"
 #include "kernel_table.h"
 #include "layout_nchw.h"
+#include "layout_nchw_grad.h"
 #include "layout_nhwc.h"
+#include "layout_nhwc_grad.h"
 #include "runtime.h"
 #include "schedule.h"
 
@@ -36,8 +38,9 @@ size_t dtype_size(int dtype) {
     return 0;
 }
 
-gncpu_status validate(const gncpu_problem* p) {
-    if (p == nullptr) return GNCPU_ERR_NULL_POINTER;
+// What both directions check of a problem P's values (not its pointers).
+template <class P>
+gncpu_status validate_values(const P* p) {
     if (!in_range(p->dtype, GNCPU_DTYPE_COUNT)) return GNCPU_ERR_BAD_DTYPE;
     if (!in_range(p->layout, GNCPU_LAYOUT_COUNT)) return GNCPU_ERR_BAD_LAYOUT;
     if (!in_range(p->activation, GNCPU_ACT_COUNT)) return GNCPU_ERR_BAD_ACTIVATION;
@@ -47,13 +50,43 @@ gncpu_status validate(const gncpu_problem* p) {
     if (p->num_groups <= 0 || p->channels % p->num_groups != 0 ||
         p->num_groups > (p->channels > 1 ? p->channels : 1))
         return GNCPU_ERR_BAD_GROUPS;
-    if (!(p->eps >= 0.0) || isinf(p->eps)) return GNCPU_ERR_BAD_EPS;
     if (p->channels != 0 && p->batch > INT64_MAX / p->channels) return GNCPU_ERR_BAD_SHAPE;
     if (p->spatial != 0 && p->batch * p->channels > INT64_MAX / p->spatial) return GNCPU_ERR_BAD_SHAPE;
+    return GNCPU_OK;
+}
+
+gncpu_status validate(const gncpu_problem* p) {
+    if (p == nullptr) return GNCPU_ERR_NULL_POINTER;
+    const gncpu_status values = validate_values(p);
+    if (values != GNCPU_OK) return values;
+    if (!(p->eps >= 0.0) || isinf(p->eps)) return GNCPU_ERR_BAD_EPS;
     if (p->batch * p->channels * p->spatial == 0) return GNCPU_OK;
     if (p->x == nullptr || p->y == nullptr) return GNCPU_ERR_NULL_POINTER;
     const size_t bytes = static_cast<size_t>(p->batch * p->channels * p->spatial) * dtype_size(p->dtype);
     if (p->x != p->y && overlaps(p->x, bytes, p->y, bytes)) return GNCPU_ERR_OVERLAP;
+    return GNCPU_OK;
+}
+
+size_t param_size(int dtype) { return dtype == GNCPU_F64 ? sizeof(double) : sizeof(float); }
+
+// An input read while grad_x is written must not overlap it; x and grad_y may
+// be grad_x exactly (each value is read just before its own is written).
+// The small inputs inside grad_x are copied aside instead (BackwardBuffers).
+gncpu_status validate(const gncpu_backward_problem* p) {
+    if (p == nullptr) return GNCPU_ERR_NULL_POINTER;
+    const gncpu_status values = validate_values(p);
+    if (values != GNCPU_OK) return values;
+    const size_t param_bytes = static_cast<size_t>(p->channels) * param_size(p->dtype);
+    if (overlaps(p->grad_weight, param_bytes, p->grad_bias, param_bytes)) return GNCPU_ERR_OVERLAP;
+    if (p->batch * p->channels * p->spatial == 0) return GNCPU_OK;
+    if (p->x == nullptr || p->grad_y == nullptr || p->mean == nullptr || p->rstd == nullptr)
+        return GNCPU_ERR_NULL_POINTER;
+    const size_t bytes = static_cast<size_t>(p->batch * p->channels * p->spatial) * dtype_size(p->dtype);
+    if (p->grad_x != p->x && overlaps(p->grad_x, bytes, p->x, bytes)) return GNCPU_ERR_OVERLAP;
+    if (p->grad_x != p->grad_y && overlaps(p->grad_x, bytes, p->grad_y, bytes)) return GNCPU_ERR_OVERLAP;
+    if (overlaps(p->grad_weight, param_bytes, p->grad_x, bytes) ||
+        overlaps(p->grad_bias, param_bytes, p->grad_x, bytes))
+        return GNCPU_ERR_OVERLAP;
     return GNCPU_OK;
 }
 
@@ -131,6 +164,77 @@ gncpu_status run(const KernelsFor<S, C>& kernels, const gncpu_problem& caller) {
     return status;
 }
 
+// The backward problem as it runs: weight, bias and the statistics copied
+// aside when they lie inside grad_x (read by every item while others write),
+// and the per-(example, channel) sums of the parameters' gradients.
+template <class C>
+struct BackwardBuffers {
+    std::vector<C> weight, bias, mean, rstd;
+    std::vector<double> sums_dz, sums_dz_xhat;
+
+    void redirect(gncpu_backward_problem& p, size_t value_bytes) {
+        const size_t dx_bytes = static_cast<size_t>(p.batch * p.channels * p.spatial) * value_bytes;
+        const auto aside = [&](const void*& ptr, std::vector<C>& copy, int64_t count) {
+            if (ptr && overlaps(ptr, static_cast<size_t>(count) * sizeof(C), p.grad_x, dx_bytes)) {
+                copy.assign(static_cast<const C*>(ptr), static_cast<const C*>(ptr) + count);
+                ptr = copy.data();
+            }
+        };
+        aside(p.weight, weight, p.channels);
+        aside(p.bias, bias, p.channels);
+        aside(p.mean, mean, p.batch * p.num_groups);
+        aside(p.rstd, rstd, p.batch * p.num_groups);
+        sums_dz.resize(static_cast<size_t>(p.batch * p.channels));
+        sums_dz_xhat.resize(static_cast<size_t>(p.batch * p.channels));
+    }
+
+    // grad_weight and grad_bias: the sums over the batch, in example order.
+    void deliver(const gncpu_backward_problem& p) const {
+        C* grad_weight = static_cast<C*>(p.grad_weight);
+        C* grad_bias = static_cast<C*>(p.grad_bias);
+        for (int64_t c = 0; c < p.channels; ++c) {
+            double dw = 0.0, db = 0.0;
+            for (int64_t n = 0; n < p.batch; ++n) {
+                dw += sums_dz_xhat[n * p.channels + c];
+                db += sums_dz[n * p.channels + c];
+            }
+            if (grad_weight) grad_weight[c] = saturate<C>(dw);
+            if (grad_bias) grad_bias[c] = saturate<C>(db);
+        }
+    }
+};
+
+template <class S, class C>
+gncpu_status run_backward(const KernelsFor<S, C>& kernels, const gncpu_backward_problem& caller) {
+    const int64_t total = caller.batch * caller.channels * caller.spatial;
+    gncpu_backward_problem q = caller;
+    BackwardBuffers<C> buffers;
+    try {
+        buffers.redirect(q, sizeof(S));
+    } catch (const std::bad_alloc&) {
+        return GNCPU_ERR_OUT_OF_MEMORY;
+    }
+    if (total == 0) {  // sums over nothing
+        buffers.deliver(q);
+        return GNCPU_OK;
+    }
+    const int threads = team_size_now(threads_for(total, q.num_threads));
+    double* dz = buffers.sums_dz.data();
+    double* dz_xhat = buffers.sums_dz_xhat.data();
+    gncpu_status status = GNCPU_ERR_BAD_LAYOUT;
+    switch (q.layout) {
+        case GNCPU_NCHW:
+            status = schedule(NchwGradLayout<S, C>(kernels.nchw_grad, q, dz, dz_xhat), threads);
+            break;
+        case GNCPU_NHWC:
+            status = schedule(NhwcGradLayout<S, C>(kernels.nhwc_grad, q, dz, dz_xhat), threads);
+            break;
+        case GNCPU_LAYOUT_COUNT: break;
+    }
+    if (status == GNCPU_OK) buffers.deliver(q);
+    return status;
+}
+
 }  // namespace
 }  // namespace gncpu
 
@@ -155,6 +259,24 @@ gncpu_status gncpu_group_norm(const gncpu_problem* problem) {
     return GNCPU_ERR_BAD_DTYPE;
 }
 
+gncpu_status gncpu_check_backward_problem(const gncpu_backward_problem* problem) {
+    return gncpu::validate(problem);
+}
+
+gncpu_status gncpu_group_norm_backward(const gncpu_backward_problem* problem) {
+    const gncpu_status status = gncpu::validate(problem);
+    if (status != GNCPU_OK) return status;
+    const gncpu::KernelTable& table = gncpu::active_kernels();
+    switch (problem->dtype) {
+#define GNCPU_DTYPE_CASE(value, field, Stored, Compute, storage) \
+    case value: return gncpu::run_backward(table.field, *problem);
+        GNCPU_DTYPE_LIST(GNCPU_DTYPE_CASE)
+#undef GNCPU_DTYPE_CASE
+        case GNCPU_DTYPE_COUNT: break;
+    }
+    return GNCPU_ERR_BAD_DTYPE;
+}
+
 const char* gncpu_status_message(gncpu_status status) {
     switch (status) {
         case GNCPU_OK: return "ok";
@@ -167,7 +289,7 @@ const char* gncpu_status_message(gncpu_status status) {
         case GNCPU_ERR_OUT_OF_MEMORY: return "out of memory for the per-thread scratch";
         case GNCPU_ERR_BAD_DTYPE: return "unknown dtype";
         case GNCPU_ERR_BAD_LAYOUT: return "unknown layout";
-        case GNCPU_ERR_OVERLAP: return "y overlaps x other than exactly";
+        case GNCPU_ERR_OVERLAP: return "an output overlaps an input other than exactly";
     }
     return "unknown status";
 }

@@ -67,6 +67,10 @@ struct F32 {
     static V max(V a, V b) { return _mm256_max_ps(a, b); }
     static V min(V a, V b) { return _mm256_min_ps(a, b); }
     static V neg_mul_sub(V a, V b, V c) { return _mm256_fnmsub_ps(a, b, c); }  // -(a*b) - c
+    // a, with 0 where z <= 0 (NaN z keeps a): ReLU's derivative.
+    static V zero_where_nonpositive(V z, V a) {
+        return _mm256_and_ps(_mm256_cmp_ps(z, _mm256_setzero_ps(), _CMP_NLE_UQ), a);
+    }
     // 2^n from t = n + 0x1.8p23 + 127 (n integral in [-126, 127]): the low mantissa
     // bits of t hold n + 127, which the shift moves into the exponent field.
     static V pow2_biased(V t) {
@@ -86,6 +90,7 @@ struct F64 {
     static V add(V a, V b) { return _mm256_add_pd(a, b); }
     static V sub(V a, V b) { return _mm256_sub_pd(a, b); }
     static V mul_add(V a, V b, V c) { return _mm256_fmadd_pd(a, b, c); }
+    static V mul(V a, V b) { return _mm256_mul_pd(a, b); }
     static V first_lanes(int k, V a, V b) {
         const V lane = _mm256_setr_pd(0, 1, 2, 3);
         return _mm256_blendv_pd(b, a, _mm256_cmp_pd(lane, _mm256_set1_pd(static_cast<double>(k)), _CMP_LT_OQ));

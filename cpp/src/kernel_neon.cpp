@@ -52,6 +52,10 @@ struct F32 {
     static V max(V a, V b) { return vbslq_f32(vcgtq_f32(a, b), a, b); }
     static V min(V a, V b) { return vbslq_f32(vcltq_f32(a, b), a, b); }
     static V neg_mul_sub(V a, V b, V c) { return vfmsq_f32(vnegq_f32(c), a, b); }  // -(a*b) - c
+    // a, with 0 where z <= 0 (NaN z keeps a): ReLU's derivative.
+    static V zero_where_nonpositive(V z, V a) {
+        return vreinterpretq_f32_u32(vbicq_u32(vreinterpretq_u32_f32(a), vcleq_f32(z, vdupq_n_f32(0.0f))));
+    }
     // 2^n from t = n + 0x1.8p23 + 127 (n integral in [-126, 127]): the low mantissa
     // bits of t hold n + 127, which the shift moves into the exponent field.
     static V pow2_biased(V t) {
@@ -71,6 +75,7 @@ struct F64 {
     static V add(V a, V b) { return vaddq_f64(a, b); }
     static V sub(V a, V b) { return vsubq_f64(a, b); }
     static V mul_add(V a, V b, V c) { return vfmaq_f64(c, a, b); }
+    static V mul(V a, V b) { return vmulq_f64(a, b); }
     static V first_lanes(int k, V a, V b) {
         const double lane[2] = {0, 1};
         return vbslq_f64(vcltq_f64(vld1q_f64(lane), vdupq_n_f64(static_cast<double>(k))), a, b);

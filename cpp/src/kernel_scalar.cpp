@@ -77,6 +77,11 @@ struct PortableLanes {
         for (int i = 0; i < N; ++i) c.lane[i] = -(a.lane[i] * b.lane[i]) - c.lane[i];
         return c;
     }
+    // a, with 0 where z <= 0 (NaN z keeps a): ReLU's derivative.
+    static V zero_where_nonpositive(V z, V a) {
+        for (int i = 0; i < N; ++i) a.lane[i] = z.lane[i] <= T(0) ? T(0) : a.lane[i];
+        return a;
+    }
     // 16-bit storage: exact software conversions (the codecs are defined in
     // kernels/codecs.inl, which this file includes below).
     struct H {

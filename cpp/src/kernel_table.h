@@ -91,10 +91,69 @@ struct NhwcKernels {
     ExactNormalize exact_normalize[GNCPU_ACT_COUNT];
 };
 
+// The backward pass's first sweep, per channel: the sums of dz and of
+// dz * (x - center), dz = dy * act'(z).
+struct GradSums {
+    double dz;
+    double dz_dev;
+};
+
+// The parameters of the backward's second sweep, for a run of values:
+//   z  = (x - center) * scale + shift      (the activation's input; scale =
+//        rstd * weight, shift = bias; neither is read without an activation)
+//   dx = rstd * (weight * dz + slope * (x - center) + offset)
+// NCHW: center, rstd, slope and offset are the group's, the arrays hold one
+// entry per row.  NHWC: every entry is per channel, channels + kNhwcParamPad
+// entries wrapped around (see NhwcKernels).  rstd multiplies last so that
+// weight * dz + offset, which cancels where dz is flat, is formed unscaled.
+template <class Compute>
+struct NchwGradParams {
+    Compute center, rstd, slope, offset;
+    const Compute* weight;
+    const Compute* scale;
+    const Compute* shift;
+};
+template <class Compute>
+struct NhwcGradParams {
+    const Compute *center, *rstd, *slope, *offset, *weight, *scale, *shift;
+};
+
+// Backward, NCHW: rows of one group.
+template <class Stored, class Compute>
+struct NchwGradKernels {
+    // out[r] = the GradSums of row r < rows (about p.center, per-row scale and
+    // shift; the rest of p is not read).
+    using RowSums = void (*)(const Stored* x, const Stored* dy, int64_t rows, int64_t row_len,
+                             const NchwGradParams<Compute>& p, GradSums* out);
+    RowSums row_sums[GNCPU_ACT_COUNT];
+    // dx, walked as one run (as NchwKernels::normalize, whose rules it
+    // follows); dx may be x or dy.
+    using Rows = void (*)(const Stored* x, const Stored* dy, Stored* dx, int64_t rows,
+                          int64_t row_len, const NchwGradParams<Compute>& p);
+    Rows grad_rows[2][GNCPU_ACT_COUNT];  // [streaming][activation]
+};
+
+// Backward, NHWC.
+template <class Stored, class Compute>
+struct NhwcGradKernels {
+    // out[c] = the GradSums of channel c over `rows` rows (about p.center,
+    // with p.scale and p.shift); run_dz, run_dz_dev: scratch of channels +
+    // kNhwcParamPad values each.
+    using ChannelSums = void (*)(const Stored* x, const Stored* dy, int64_t rows,
+                                 int64_t channels, const NhwcGradParams<Compute>& p,
+                                 GradSums* out, Compute* run_dz, Compute* run_dz_dev);
+    ChannelSums channel_sums[GNCPU_ACT_COUNT];
+    using Run = void (*)(const Stored* x, const Stored* dy, Stored* dx, int64_t rows,
+                         int64_t channels, const NhwcGradParams<Compute>& p);
+    Run grad_run[2][GNCPU_ACT_COUNT];  // [streaming][activation]
+};
+
 template <class Stored, class Compute>
 struct KernelsFor {
     NchwKernels<Stored, Compute> nchw;
     NhwcKernels<Stored, Compute> nhwc;
+    NchwGradKernels<Stored, Compute> nchw_grad;
+    NhwcGradKernels<Stored, Compute> nhwc_grad;
 };
 
 struct KernelTable {

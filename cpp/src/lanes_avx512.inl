@@ -49,6 +49,10 @@ struct F32 {
     static V max(V a, V b) { return _mm512_max_ps(a, b); }
     static V min(V a, V b) { return _mm512_min_ps(a, b); }
     static V neg_mul_sub(V a, V b, V c) { return _mm512_fnmsub_ps(a, b, c); }  // -(a*b) - c
+    // a, with 0 where z <= 0 (NaN z keeps a): ReLU's derivative.
+    static V zero_where_nonpositive(V z, V a) {
+        return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(z, _mm512_setzero_ps(), _CMP_NLE_UQ), a);
+    }
     // 2^n from t = n + 0x1.8p23 + 127 (n integral in [-126, 127]): the low mantissa
     // bits of t hold n + 127, which the shift moves into the exponent field.
     static V pow2_biased(V t) {
@@ -82,6 +86,7 @@ struct F64 {
     static V add(V a, V b) { return _mm512_add_pd(a, b); }
     static V sub(V a, V b) { return _mm512_sub_pd(a, b); }
     static V mul_add(V a, V b, V c) { return _mm512_fmadd_pd(a, b, c); }
+    static V mul(V a, V b) { return _mm512_mul_pd(a, b); }
     static V first_lanes(int k, V a, V b) {
         return _mm512_mask_blend_pd(static_cast<__mmask8>((1u << k) - 1), b, a);
     }

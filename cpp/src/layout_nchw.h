@@ -17,7 +17,10 @@ constexpr int64_t kNchwBlockBytes = 8 * 1024;
 template <class S, class C>
 struct NchwLayout : Tensors<S, C> {
     using Compute = C;
+    using Partial = BlockMoments;
+    using Accumulator = MomentsAccumulator;
     struct Worker {
+        GroupStats stats;
         C center;
         ThreadVector<C> scale, offset;  // per channel of the group
         // The exact path (moments.h): double parameters, when `exact`.
@@ -47,7 +50,8 @@ struct NchwLayout : Tensors<S, C> {
         exact_normalize_rows = k.exact_normalize[p.activation];
     }
 
-    static constexpr int64_t groups_per_item() { return 1; }
+    static constexpr int64_t partials_per_block() { return 1; }
+    static constexpr int64_t accumulators_per_item() { return 1; }
     int64_t item_bytes() const { return group_size * static_cast<int64_t>(sizeof(S)); }
     int64_t block_count(int64_t block) const {
         const int64_t left = group_size - block * block_len;
@@ -62,11 +66,21 @@ struct NchwLayout : Tensors<S, C> {
         if (sizeof(C) == 4) grow(w.exact_scale, n), grow(w.exact_offset, n);
     }
 
-    void block_moments(Worker&, int64_t group, int64_t block, BlockMoments* out) const {
+    void block_partials(Worker&, int64_t group, int64_t block, BlockMoments* out) const {
         const S* x = this->x + group * group_size + block * block_len;
         *out = kernels.block_moments(x, block_count(block));
         if (sizeof(C) == 4 && float_moments_unreliable(*out, block_count(block), this->eps))
             *out = kernels.exact_block_moments(x, block_count(block));
+    }
+
+    void accumulate(MomentsAccumulator* acc, int64_t block, const BlockMoments* partial) const {
+        acc[0].add(partial[0], block_count(block));
+    }
+
+    void begin_item(Worker& w, int64_t group, const MomentsAccumulator* acc, bool owner) const {
+        w.stats = acc[0].finish(this->eps);
+        if (owner) this->write_stats(group, 1, &w.stats);
+        prepare(w, group, &w.stats);
     }
 
     void prepare(Worker& w, int64_t group, const GroupStats* stats) const {
@@ -85,7 +99,7 @@ struct NchwLayout : Tensors<S, C> {
     }
 
     // Rows cut by the span's ends go one at a time; whole rows in one call.
-    void normalize(Worker& w, int64_t group, int64_t first_block, int64_t end_block) const {
+    void finish_blocks(Worker& w, int64_t group, int64_t first_block, int64_t end_block) const {
         const int64_t base = group * group_size;
         const int64_t end = end_block * block_len < group_size ? end_block * block_len : group_size;
         int64_t pos = first_block * block_len;

@@ -24,8 +24,11 @@ constexpr int64_t kNhwcBlockElements = 64 * 1024;
 template <class S, class C>
 struct NhwcLayout : Tensors<S, C> {
     using Compute = C;
+    using Partial = BlockMoments;  // one per group
+    using Accumulator = MomentsAccumulator;
     // The channel arrays of the block and of the example.
     struct Worker {
+        ThreadVector<GroupStats> stats;
         ThreadVector<C> center, example_center, scale, offset, run_dev, run_sq;
         ThreadVector<double> mean, m2;
         // The exact path (moments.h): double parameters, when `exact`.
@@ -54,7 +57,8 @@ struct NhwcLayout : Tensors<S, C> {
         exact_normalize_run = k.exact_normalize[p.activation];
     }
 
-    int64_t groups_per_item() const { return groups; }
+    int64_t partials_per_block() const { return groups; }
+    int64_t accumulators_per_item() const { return groups; }
     int64_t item_bytes() const { return spatial * channels * static_cast<int64_t>(sizeof(S)); }
     int64_t block_rows(int64_t block) const {
         const int64_t left = spatial - block * rows_per_block;
@@ -69,11 +73,11 @@ struct NhwcLayout : Tensors<S, C> {
         const size_t padded = n + static_cast<size_t>(kNhwcParamPad);  // see NhwcKernels
         grow(w.center, n), grow(w.example_center, padded), grow(w.scale, padded);
         grow(w.offset, padded), grow(w.run_dev, padded), grow(w.run_sq, padded);
-        grow(w.mean, n), grow(w.m2, n);
+        grow(w.mean, n), grow(w.m2, n), grow(w.stats, static_cast<size_t>(groups));
         if (sizeof(C) == 4) grow(w.exact_center, n), grow(w.exact_scale, n), grow(w.exact_offset, n);
     }
 
-    void block_moments(Worker& w, int64_t example, int64_t block, BlockMoments* out) const {
+    void block_partials(Worker& w, int64_t example, int64_t block, BlockMoments* out) const {
         const int64_t rows = block_rows(block);
         const S* x = this->x + (example * spatial + block * rows_per_block) * channels;
         const bool poor_center = kernels.channel_moments(x, rows, channels, nullptr, w.center.data(),
@@ -112,6 +116,17 @@ struct NhwcLayout : Tensors<S, C> {
         }
     }
 
+    void accumulate(MomentsAccumulator* acc, int64_t block, const BlockMoments* partials) const {
+        const int64_t count = block_count(block);
+        for (int64_t g = 0; g < groups; ++g) acc[g].add(partials[g], count);
+    }
+
+    void begin_item(Worker& w, int64_t example, const MomentsAccumulator* acc, bool owner) const {
+        for (int64_t g = 0; g < groups; ++g) w.stats[g] = acc[g].finish(this->eps);
+        if (owner) this->write_stats(example, groups, w.stats.data());
+        prepare(w, example, w.stats.data());
+    }
+
     // Per-channel center, scale and offset, wrapped around past the last channel.
     void prepare(Worker& w, int64_t, const GroupStats* stats) const {
         w.exact = false;
@@ -143,7 +158,7 @@ struct NhwcLayout : Tensors<S, C> {
         }
     }
 
-    void normalize(Worker& w, int64_t example, int64_t first_block, int64_t end_block) const {
+    void finish_blocks(Worker& w, int64_t example, int64_t first_block, int64_t end_block) const {
         const int64_t r0 = first_block * rows_per_block;
         const int64_t r1 = end_block * rows_per_block < spatial ? end_block * rows_per_block : spatial;
         const int64_t offset = (example * spatial + r0) * channels;

@@ -1,22 +1,29 @@
-// The one scheduler: statistics of fixed blocks, combined in block order,
-// then the normalisation, for every layout (layout_nchw.h, layout_nhwc.h).
-// Compiled for the baseline CPU; the hot loops are the active ISA's.
+// The one scheduler: two sweeps over fixed blocks, the first's results
+// combined in block order between them, for every layout and both directions
+// (forward: statistics, then the normalisation; backward: per-channel sums of
+// the gradient, then dx).  Compiled for the baseline CPU; the hot loops are
+// the active ISA's.
 //
-// A Layout cuts the tensor into *items* whose statistics are independent
-// (NCHW: one group; NHWC: one example, all of its groups), and each item into
-// fixed *blocks* that depend on the sizes only, never on the thread count:
-// that is what makes the output bitwise identical for any number of threads.
+// A Layout cuts the tensor into *items* whose results are independent (NCHW:
+// one group; NHWC: one example, all of its groups), and each item into fixed
+// *blocks* that depend on the sizes only, never on the thread count: that is
+// what makes the output bitwise identical for any number of threads.
 // It provides:
+//   Partial, Accumulator      what the first sweep yields per block, and its
+//                             combination over an item's blocks
 //   Worker                    per-thread scratch, allocated before anything is written
 //   items, blocks_per_item    the cut
-//   groups_per_item()         BlockMoments per block (NCHW 1, NHWC num_groups)
-//   item_bytes()              bytes of x per item, for the cache budget
-//   block_count(b)            values behind each of block b's moments
+//   partials_per_block()      Partial entries per block
+//   accumulators_per_item()
+//   item_bytes()              bytes the second sweep reads again, for the cache budget
 //   reserve(Worker&)          may throw std::bad_alloc
-//   block_moments(Worker&, item, block, BlockMoments* out)
-//   prepare(Worker&, item, const GroupStats*)   per-channel parameters of an item
-//   normalize(Worker&, item, first_block, end_block)
-// and the members of Tensors below.
+//   block_partials(Worker&, item, block, Partial* out)     the first sweep of a block
+//   accumulate(Accumulator*, block, const Partial*)         called in block order
+//   begin_item(Worker&, item, const Accumulator*, bool owner)
+//                             the item's results (written by the owner, the
+//                             thread that covers block 0) and the parameters
+//                             of its second sweep
+//   finish_blocks(Worker&, item, first_block, end_block)   the second sweep
 #ifndef GNCPU_SCHEDULE_H
 #define GNCPU_SCHEDULE_H
 
@@ -50,6 +57,14 @@ struct Tensors {
         : x(static_cast<const S*>(p.x)), y(static_cast<S*>(p.y)),
           weight(static_cast<const C*>(p.weight)), bias(static_cast<const C*>(p.bias)),
           mean_out(static_cast<C*>(p.mean)), rstd_out(static_cast<C*>(p.rstd)), eps(p.eps) {}
+
+    // An item's statistics, (item, group) order, where the caller wants them.
+    void write_stats(int64_t item, int64_t groups, const GroupStats* stats) const {
+        for (int64_t g = 0; g < groups; ++g) {
+            if (mean_out) mean_out[item * groups + g] = saturate<C>(stats[g].mean);
+            if (rstd_out) rstd_out[item * groups + g] = saturate<C>(stats[g].rstd);
+        }
+    }
 };
 
 // Whether an output of `elements` values of S is written with streaming
@@ -63,50 +78,35 @@ bool streams_output(int64_t elements) {
 template <class Layout>
 struct alignas(kCacheLineBytes) ThreadState {
     typename Layout::Worker layout;
-    ThreadVector<MomentsAccumulator> accumulators;  // one per group of the item
-    ThreadVector<BlockMoments> block;               // one block's moments
-    ThreadVector<GroupStats> stats;
+    ThreadVector<typename Layout::Accumulator> accumulators;  // one item's
+    ThreadVector<typename Layout::Partial> block;              // one block's
 
     void reserve(const Layout& layout_policy) {
         layout_policy.reserve(layout);
-        const size_t groups = static_cast<size_t>(layout_policy.groups_per_item());
-        if (stats.size() < groups) accumulators.resize(groups), block.resize(groups), stats.resize(groups);
+        grow(accumulators, static_cast<size_t>(layout_policy.accumulators_per_item()));
+        grow(block, static_cast<size_t>(layout_policy.partials_per_block()));
+    }
+
+    void clear_accumulators(const Layout& layout_policy) {
+        using Accumulator = typename Layout::Accumulator;
+        for (int64_t a = 0; a < layout_policy.accumulators_per_item(); ++a) accumulators[a] = Accumulator{};
     }
 };
 
-// The statistics of `item` from its accumulators, then its normalisation over
-// [first_block, end_block).  The thread that covers block 0 writes the statistics.
-template <class Layout>
-void normalize_item(const Layout& L, ThreadState<Layout>& s, int64_t item, int64_t first_block,
-                    int64_t end_block) {
-    const int64_t groups = L.groups_per_item();
-    for (int64_t g = 0; g < groups; ++g) s.stats[g] = s.accumulators[g].finish(L.eps);
-    if (first_block == 0) {
-        for (int64_t g = 0; g < groups; ++g) {
-            using C = typename Layout::Compute;
-            if (L.mean_out) L.mean_out[item * groups + g] = saturate<C>(s.stats[g].mean);
-            if (L.rstd_out) L.rstd_out[item * groups + g] = saturate<C>(s.stats[g].rstd);
-        }
-    }
-    L.prepare(s.layout, item, s.stats.data());
-    L.normalize(s.layout, item, first_block, end_block);
-}
-
-// A whole item on one thread: statistics, then the normalisation while the
-// item is still in L2.  (Tried and measured: interleaving the next group's
-// statistics with this group's normalisation is 10-20% slower, two streams
-// thrash L1/L2; taking the statistics of several small groups before
-// normalising them gained nothing measurable.)
+// A whole item on one thread: the first sweep, then the second while the
+// item is still in L2.  (Tried and measured on the forward: interleaving the
+// next group's statistics with this group's normalisation is 10-20% slower,
+// two streams thrash L1/L2; taking the statistics of several small groups
+// before normalising them gained nothing measurable.)
 template <class Layout>
 void process_item(const Layout& L, ThreadState<Layout>& s, int64_t item) {
-    const int64_t groups = L.groups_per_item();
-    for (int64_t g = 0; g < groups; ++g) s.accumulators[g] = MomentsAccumulator{};
+    s.clear_accumulators(L);
     for (int64_t b = 0; b < L.blocks_per_item; ++b) {
-        L.block_moments(s.layout, item, b, s.block.data());
-        const int64_t count = L.block_count(b);
-        for (int64_t g = 0; g < groups; ++g) s.accumulators[g].add(s.block[g], count);
+        L.block_partials(s.layout, item, b, s.block.data());
+        L.accumulate(s.accumulators.data(), b, s.block.data());
     }
-    normalize_item(L, s, item, 0, L.blocks_per_item);
+    L.begin_item(s.layout, item, s.accumulators.data(), true);
+    L.finish_blocks(s.layout, item, 0, L.blocks_per_item);
 }
 
 // How long each thread of a team waited for the others (at the barriers and
@@ -166,12 +166,14 @@ void run_whole_items(const Layout& L, int threads, ThreadState<Layout>* states) 
 
 // Items too large for one core's cache, or too few to keep every thread busy,
 // are cut at block boundaries and spread over all threads, one batch of items
-// at a time: every thread takes the moments of its blocks, all meet at a
-// barrier, then each normalises the same blocks, still in its own cache.
+// at a time: every thread takes the first sweep of its blocks, all meet at a
+// barrier, then each takes the second sweep of the same blocks, still in its
+// own cache.
 template <class Layout>
-void run_batches(const Layout& L, int threads, int64_t items_per_batch, BlockMoments* scratch,
-                 ThreadState<Layout>* states) {
-    const int64_t groups = L.groups_per_item();
+void run_batches(const Layout& L, int threads, int64_t items_per_batch,
+                 typename Layout::Partial* scratch, ThreadState<Layout>* states) {
+    using Partial = typename Layout::Partial;
+    const int64_t groups = L.partials_per_block();
     const int64_t batches = (L.items + items_per_batch - 1) / items_per_batch;
     const int64_t slot_stride = items_per_batch * L.blocks_per_item * groups;
     (void)threads;  // unused without OpenMP
@@ -189,13 +191,13 @@ void run_batches(const Layout& L, int threads, int64_t items_per_batch, BlockMom
             const int64_t i1 = i0 + items_per_batch < L.items ? i0 + items_per_batch : L.items;
             const int64_t units = (i1 - i0) * L.blocks_per_item;
             // Two slot sets, alternating: a thread may start the next batch's
-            // moments while another still reads this batch's.
-            BlockMoments* slots = scratch + (batch & 1) * slot_stride;
+            // first sweep while another still reads this batch's results.
+            Partial* slots = scratch + (batch & 1) * slot_stride;
             const int64_t lo = units * me.index / me.size;
             const int64_t hi = units * (me.index + 1) / me.size;
             for (int64_t u = lo; u < hi; ++u) {
-                L.block_moments(s.layout, i0 + u / L.blocks_per_item, u % L.blocks_per_item,
-                                slots + u * groups);
+                L.block_partials(s.layout, i0 + u / L.blocks_per_item, u % L.blocks_per_item,
+                                 slots + u * groups);
             }
 #if defined(_OPENMP)
             const int64_t wait_began = clock.wait_begins();
@@ -206,14 +208,12 @@ void run_batches(const Layout& L, int threads, int64_t items_per_batch, BlockMom
                 const int64_t local = u / L.blocks_per_item;
                 const int64_t first = local * L.blocks_per_item;
                 const int64_t stop = hi < first + L.blocks_per_item ? hi : first + L.blocks_per_item;
-                const BlockMoments* item_slots = slots + first * groups;
-                for (int64_t g = 0; g < groups; ++g) s.accumulators[g] = MomentsAccumulator{};
-                for (int64_t b = 0; b < L.blocks_per_item; ++b) {
-                    const int64_t count = L.block_count(b);
-                    for (int64_t g = 0; g < groups; ++g)
-                        s.accumulators[g].add(item_slots[b * groups + g], count);
-                }
-                normalize_item(L, s, i0 + local, u - first, stop - first);
+                const Partial* item_slots = slots + first * groups;
+                s.clear_accumulators(L);
+                for (int64_t b = 0; b < L.blocks_per_item; ++b)
+                    L.accumulate(s.accumulators.data(), b, item_slots + b * groups);
+                L.begin_item(s.layout, i0 + local, s.accumulators.data(), u == first);
+                L.finish_blocks(s.layout, i0 + local, u - first, stop - first);
                 u = stop;
             }
         }
@@ -250,9 +250,9 @@ gncpu_status schedule(const Layout& L, int threads) {
     int64_t items_per_batch = budget > INT64_MAX / threads ? L.items : (threads * budget) / L.item_bytes();
     if (items_per_batch < 1) items_per_batch = 1;
     if (items_per_batch > L.items) items_per_batch = L.items;
-    thread_local std::vector<BlockMoments> slots;
+    thread_local std::vector<typename Layout::Partial> slots;
     const size_t needed =
-        static_cast<size_t>(2 * items_per_batch * L.blocks_per_item * L.groups_per_item());
+        static_cast<size_t>(2 * items_per_batch * L.blocks_per_item * L.partials_per_block());
     try {
         if (slots.size() < needed) slots.resize(needed);
     } catch (const std::bad_alloc&) {

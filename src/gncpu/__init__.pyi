@@ -3,6 +3,7 @@ from ._core import build_info as build_info
 from ._core import compiled_isas as compiled_isas
 from ._core import get_num_threads as get_num_threads
 from ._core import group_norm as group_norm
+from ._core import group_norm_backward as group_norm_backward
 from ._core import isa as isa
 from ._core import openmp_enabled as openmp_enabled
 from ._core import output_cache_info as output_cache_info
@@ -28,6 +29,7 @@ __all__ = [
     "default_num_threads",
     "get_num_threads",
     "group_norm",
+    "group_norm_backward",
     "isa",
     "openmp_enabled",
     "output_cache_info",

@@ -50,6 +50,28 @@ cdef extern from "gncpu/gncpu.h" nogil:
 
     gncpu_status gncpu_group_norm(const gncpu_problem* problem)
     gncpu_status gncpu_check_problem(const gncpu_problem* problem)
+
+    ctypedef struct gncpu_backward_problem:
+        gncpu_dtype dtype
+        gncpu_layout layout
+        int64_t batch
+        int64_t channels
+        int64_t spatial
+        int64_t num_groups
+        const void* grad_y
+        const void* x
+        const void* mean
+        const void* rstd
+        const void* weight
+        const void* bias
+        void* grad_x
+        void* grad_weight
+        void* grad_bias
+        gncpu_activation activation
+        int num_threads
+
+    gncpu_status gncpu_group_norm_backward(const gncpu_backward_problem* problem)
+    gncpu_status gncpu_check_backward_problem(const gncpu_backward_problem* problem)
     const char* gncpu_status_message(gncpu_status status)
     const char* gncpu_activation_name(int activation)
     const char* gncpu_dtype_name(int dtype)

@@ -48,6 +48,19 @@ def group_norm(
     return_stats: bool,
     channels_last: bool = False,
 ) -> Union[_FloatArray, Tuple[_FloatArray, _FloatArray, _FloatArray]]: ...
+def group_norm_backward(
+    grad_out: ArrayLike,
+    x: ArrayLike,
+    mean: ArrayLike,
+    rstd: ArrayLike,
+    num_groups: int,
+    weight: Optional[ArrayLike] = None,
+    bias: Optional[ArrayLike] = None,
+    *,
+    activation: _Activation = None,
+    channels_last: bool = False,
+    out: Optional[_FloatArray] = None,
+) -> Tuple[_FloatArray, Optional[_FloatArray], Optional[_FloatArray]]: ...
 def set_num_threads(n: int) -> None: ...
 def get_num_threads() -> int: ...
 def openmp_enabled() -> bool: ...
@@ -75,6 +88,24 @@ def _group_norm_raw(
     bias: int = 0,
     mean: int = 0,
     rstd: int = 0,
+) -> None: ...
+def _group_norm_backward_raw(
+    dtype: int,
+    layout: int,
+    batch: int,
+    channels: int,
+    spatial: int,
+    num_groups: int,
+    activation: Optional[str],
+    grad_y: int,
+    x: int,
+    mean: int,
+    rstd: int,
+    weight: int = 0,
+    bias: int = 0,
+    grad_x: int = 0,
+    grad_weight: int = 0,
+    grad_bias: int = 0,
 ) -> None: ...
 def _check_layer(num_groups: int, num_channels: int, eps: float, activation: _Activation) -> None: ...
 def _is_real_dtype(dtype: np.dtype[Any]) -> bool: ...

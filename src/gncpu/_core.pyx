@@ -66,15 +66,15 @@ def _is_real_dtype(dtype):
     return dtype.kind in "fiu" or (dtype.kind == "V" and dtype.name == "bfloat16")
 
 
-cdef cnp.ndarray _as_float_array(object x):
+cdef cnp.ndarray _as_float_array(object x, str name="x"):
     cdef cnp.ndarray arr = x if cnp.PyArray_Check(x) else np.asarray(x)
     if _dtype_of(arr) >= 0:
         return arr
     if arr.dtype.kind != "f":
         raise TypeError(
-            f"x must be a floating-point array (float16, bfloat16, float32 or float64), "
+            f"{name} must be a floating-point array (float16, bfloat16, float32 or float64), "
             f"got dtype {arr.dtype}")
-    raise TypeError(f"x has dtype {arr.dtype}; gncpu supports float16, bfloat16 "
+    raise TypeError(f"{name} has dtype {arr.dtype}; gncpu supports float16, bfloat16 "
                     "(ml_dtypes), float32 and float64")
 
 
@@ -136,11 +136,16 @@ cdef object _as_param(object p, int64_t channels, object dtype, str name):
     if (cnp.PyArray_Check(p) and (<cnp.ndarray>p).dtype is dtype and (<cnp.ndarray>p).ndim == 1
             and (<cnp.ndarray>p).shape[0] == channels and cnp.PyArray_ISCARRAY_RO(<cnp.ndarray>p)):
         return p
+    return _as_param_array(p, (channels,), dtype, name)
+
+
+cdef object _as_param_array(object p, tuple shape, object dtype, str name):
+    """A real array_like of `shape` as a C-contiguous native array of dtype."""
     arr = np.asarray(p)
     if not _is_real_dtype(arr.dtype):
         raise TypeError(f"{name} must be a real-valued array, got dtype {arr.dtype}")
-    if arr.ndim != 1 or arr.shape[0] != channels:
-        raise ValueError(f"{name} must have shape ({channels},), got {arr.shape}")
+    if arr.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")
     try:
         with np.errstate(over="raise", invalid="ignore"):
             return np.require(arr, dtype=dtype, requirements=["C", "A"])
@@ -401,4 +406,5 @@ def _group_norm_raw(int dtype, int layout, int64_t batch, int64_t channels, int6
         _raise_invalid(status, &p, eps)
 
 
+include "_backward.pxi"
 include "_runtime.pxi"

@@ -42,7 +42,7 @@ typedef enum gncpu_status {
     GNCPU_ERR_OUT_OF_MEMORY = 7,  /* per-thread scratch could not be allocated */
     GNCPU_ERR_BAD_DTYPE = 8,      /* not a gncpu_dtype */
     GNCPU_ERR_BAD_LAYOUT = 9,     /* not a gncpu_layout */
-    GNCPU_ERR_OVERLAP = 10        /* y overlaps x other than exactly (in place) */
+    GNCPU_ERR_OVERLAP = 10        /* an output overlaps an input other than exactly (in place) */
 } gncpu_status;
 
 /* How x and y hold their values.  The 16-bit formats are computed in float32.
@@ -91,6 +91,45 @@ typedef struct gncpu_problem {
 
 /* Validates `problem`, then computes y (and mean/rstd when asked). */
 gncpu_status gncpu_group_norm(const gncpu_problem* problem);
+
+/* The backward pass: the gradients of a loss with respect to x, weight and
+ * bias from its gradient with respect to y = act(z), z = (x - mean) * rstd *
+ * weight[c] + bias[c], with the statistics the forward returned (used as
+ * given, never recomputed).  Per example and group, over its channels x
+ * positions (x^ = (x - mean) * rstd, dz = grad_y * act'(z)):
+ *   grad_bias[c]   = sum over examples and positions of dz
+ *   grad_weight[c] = sum over examples and positions of dz * x^
+ *   grad_x = rstd * (weight[c] * dz - mean(weight * dz) - x^ * mean(weight * dz * x^))
+ * grad_weight and grad_bias are summed over the batch in a fixed order: every
+ * result is bitwise the same for any thread count.  grad_x may equal grad_y
+ * or x (in place) but must not overlap either otherwise; grad_x, grad_weight
+ * and grad_bias must not overlap each other. */
+typedef struct gncpu_backward_problem {
+    gncpu_dtype dtype;
+    gncpu_layout layout;
+    int64_t batch;
+    int64_t channels;
+    int64_t spatial;
+    int64_t num_groups;
+    const void* grad_y;   /* batch * channels * spatial values of dtype */
+    const void* x;        /* the same: the forward's input */
+    const void* mean;     /* batch * num_groups values of the parameter type, */
+    const void* rstd;     /* (n, g) order, as gncpu_group_norm wrote them */
+    const void* weight;   /* NULL (all ones) or `channels` values of the parameter type */
+    const void* bias;     /* NULL (all zeros) or the same; read only with an activation */
+    void* grad_x;         /* NULL (not wanted) or batch * channels * spatial values of dtype */
+    void* grad_weight;    /* NULL (not wanted) or `channels` values of the parameter type */
+    void* grad_bias;      /* NULL (not wanted) or the same */
+    gncpu_activation activation;
+    int num_threads;      /* at most this many; values below 1 mean 1 */
+} gncpu_backward_problem;
+
+/* Validates `problem`, then computes the gradients asked for.  Writes nothing
+ * unless it returns GNCPU_OK. */
+gncpu_status gncpu_group_norm_backward(const gncpu_backward_problem* problem);
+
+/* The validation alone (see gncpu_check_problem). */
+gncpu_status gncpu_check_backward_problem(const gncpu_backward_problem* problem);
 
 /* The validation alone: GNCPU_OK exactly when gncpu_group_norm would run.
  * Lets a binding refuse bad arguments before it allocates anything: the

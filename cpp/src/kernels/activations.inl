@@ -4,7 +4,13 @@
 //   lanes<L>(v)  float32 lanes (vectorised exp/erf, see exp_neg_f32), and
 //   scalar(v)    float64, through libm per lane: exact to double rounding, and
 //                exp/erf stay real library functions (no inline code shared
-//                between ISAs).
+//                between ISAs);
+// and for the backward pass
+//   grad_lanes<L>(z, dy)  dy * act'(z) in float32 lanes, and
+//   grad_scalar(z)        act'(z) in float64.
+// At +-inf the derivatives return their limits (1 and 0) where the formulas
+// read inf * 0; ReLU's is 0 at z <= 0 and 1 elsewhere, NaN included (as
+// PyTorch's threshold_backward).
 
 // exp(-x) for float32 lanes and x >= -88.37626 or NaN (the callers have that
 // bound already; the activations need the negative exponent, so the sign is
@@ -65,6 +71,7 @@ struct Activation<GNCPU_ACT_NONE> {
     template <class L>
     static typename L::V lanes(typename L::V v) { return v; }
     static double scalar(double v) { return v; }
+    static double grad_scalar(double) { return 1.0; }
 };
 
 template <>
@@ -79,6 +86,23 @@ struct Activation<GNCPU_ACT_SILU> {  // v * sigmoid(v) = v / (1 + exp(-v))
         return L::div(bounded, L::add(L::set1(1.0f), exp_neg_f32<L>(bounded)));
     }
     static double scalar(double v) { return v == -INFINITY ? -0.0 : v / (1.0 + exp(-v)); }
+
+    // s (1 + z (1 - s)), s = sigmoid(z).  z is clamped to +-88.37626 in both
+    // places: beyond it s is 1 (or below 1e-38) and the product its limit,
+    // where z itself would give inf * 0 (or -3e38 * 4e-39 = -1.2).
+    template <class L>
+    static typename L::V grad_lanes(typename L::V z, typename L::V dy) {
+        using V = typename L::V;
+        const V bounded = L::min(L::set1(88.37626f), L::max(L::set1(-88.37626f), z));
+        const V one = L::set1(1.0f);
+        const V s = L::div(one, L::add(one, exp_neg_f32<L>(bounded)));
+        return L::mul(dy, L::mul(s, L::mul_add(bounded, L::sub(one, s), one)));
+    }
+    static double grad_scalar(double z) {
+        if (isinf(z)) return z > 0.0 ? 1.0 : 0.0;
+        const double s = 1.0 / (1.0 + exp(-z));
+        return s * (1.0 + z * (1.0 - s));
+    }
 };
 
 template <>
@@ -86,6 +110,12 @@ struct Activation<GNCPU_ACT_RELU> {
     template <class L>
     static typename L::V lanes(typename L::V v) { return L::max(L::zero(), v); }
     static double scalar(double v) { return v < 0.0 ? 0.0 : v; }  // NaN stays NaN
+
+    template <class L>
+    static typename L::V grad_lanes(typename L::V z, typename L::V dy) {
+        return L::zero_where_nonpositive(z, dy);
+    }
+    static double grad_scalar(double z) { return z <= 0.0 ? 0.0 : 1.0; }
 };
 
 template <>
@@ -105,6 +135,27 @@ struct Activation<GNCPU_ACT_GELU> {  // erf form, as PyTorch's default
     static double scalar(double v) {
         return v == -INFINITY ? -0.0 : 0.5 * v * (1.0 + erf(v * 0.70710678118654752440));
     }
+
+    // Phi(z) + z phi(z).  z is clamped to +-14 (Phi is then 0 or 1 in float32,
+    // z phi(z) below 1e-37); Phi from erf of |z|: (1 - e) / 2 is the lower
+    // tail, plus e where z > 0.
+    template <class L>
+    static typename L::V grad_lanes(typename L::V z, typename L::V dy) {
+        using V = typename L::V;
+        const V bounded = L::min(L::set1(14.0f), L::max(L::set1(-14.0f), z));
+        const V magnitude = L::max(bounded, L::sub(L::zero(), bounded));
+        const V e = erf_nonnegative_f32<L>(L::mul(magnitude, L::set1(0.70710678f)));
+        const V half = L::set1(0.5f);
+        const V cdf = L::add(L::sub(half, L::mul(half, e)), L::zero_where_nonpositive(z, e));
+        const V pdf = L::mul(L::set1(0.39894228f),
+                             exp_neg_f32<L>(L::mul(half, L::mul(bounded, bounded))));
+        return L::mul(dy, L::mul_add(bounded, pdf, cdf));
+    }
+    static double grad_scalar(double z) {
+        if (isinf(z)) return z > 0.0 ? 1.0 : 0.0;
+        return 0.5 * (1.0 + erf(z * 0.70710678118654752440)) +
+               z * exp(-0.5 * z * z) * 0.39894228040143267794;
+    }
 };
 
 template <class L, int kAct>
@@ -119,6 +170,27 @@ inline typename L::V activate(typename L::V v) {
         L::store(lanes, v);
         for (int i = 0; i < L::width; ++i) lanes[i] = static_cast<T>(Activation<kAct>::scalar(lanes[i]));
         return L::load(lanes);
+    }
+}
+
+// dy * act'(z): dy itself without an activation.
+template <class L, int kAct>
+inline typename L::V activation_grad(typename L::V z, typename L::V dy) {
+    using T = typename L::T;
+    if constexpr (kAct == GNCPU_ACT_NONE) {
+        return dy;
+    } else if constexpr (sizeof(T) == 4) {
+        return Activation<kAct>::template grad_lanes<L>(z, dy);
+    } else {
+        alignas(64) T zs[L::width], dys[L::width];
+        L::store(zs, z);
+        L::store(dys, dy);
+        for (int i = 0; i < L::width; ++i) {
+            // (ReLU: a select, so that dy = inf or NaN where z <= 0 gives 0.)
+            dys[i] = kAct == GNCPU_ACT_RELU ? (zs[i] <= 0.0 ? T(0) : dys[i])
+                                            : static_cast<T>(dys[i] * Activation<kAct>::grad_scalar(zs[i]));
+        }
+        return L::load(dys);
     }
 }
 

@@ -4,13 +4,14 @@
 // file has defined two lane types, F32 and F64, each providing:
 //   T, V, width, zero(), set1(T), load(const T*), store(T*, V),
 //   stream(T*, V) (a non-temporal store to a width-aligned address, or a plain
-//   store where the ISA has none), add(V, V), sub(V, V), mul_add(a, b, c) = a*b + c,
+//   store where the ISA has none), add(V, V), sub(V, V), mul(V, V), mul_add(a, b, c) = a*b + c,
 //   first_lanes(k, a, b) (lanes [0, k) of a and the rest of b, 0 < k < width),
 // and a function fence_streams() that orders streaming stores.
 // F32 also provides
-//   for the fused activations (activations.inl): mul, div, max, min (x86
+//   for the fused activations (activations.inl): div, max, min (x86
 //     semantics: the second operand when either is NaN),
-//     neg_mul_sub(a, b, c) = -(a*b) - c, pow2_biased (2^n from n + 1.5 * 2^23 + 127);
+//     neg_mul_sub(a, b, c) = -(a*b) - c, pow2_biased (2^n from n + 1.5 * 2^23 + 127),
+//     zero_where_nonpositive(z, a) (a, and 0 where z <= 0; NaN z keeps a);
 //   for 16-bit storage (codecs.inl): H, a vector of width 16-bit values, with
 //     store16(uint16_t*, H) and stream16 (its non-temporal store, 16-bit-vector
 //     aligned; a plain store where the ISA has none); load_half / to_half
@@ -34,4 +35,5 @@
 #include "kernels/nchw.inl"
 #include "kernels/nhwc.inl"
 #include "kernels/exact.inl"
+#include "kernels/backward.inl"
 #include "kernels/table.inl"

@@ -20,10 +20,25 @@ constexpr NhwcKernels<typename S::Stored, typename S::Lanes::T> nhwc_kernels(
             {&exact_normalize_nhwc<S, kActs>...}};
 }
 
+template <class S, int... kActs>
+constexpr NchwGradKernels<typename S::Stored, typename S::Lanes::T> nchw_grad_kernels(
+        std::integer_sequence<int, kActs...>) {
+    return {{&nchw_grad_row_sums<S, kActs>...},
+            {{&nchw_grad_rows<S, false, kActs>...}, {&nchw_grad_rows<S, true, kActs>...}}};
+}
+
+template <class S, int... kActs>
+constexpr NhwcGradKernels<typename S::Stored, typename S::Lanes::T> nhwc_grad_kernels(
+        std::integer_sequence<int, kActs...>) {
+    return {{&nhwc_grad_channel_sums<S, kActs>...},
+            {{&nhwc_grad_run<S, false, kActs>...}, {&nhwc_grad_run<S, true, kActs>...}}};
+}
+
 template <class S>
 constexpr KernelsFor<typename S::Stored, typename S::Lanes::T> kernels_for() {
     using Activations = std::make_integer_sequence<int, GNCPU_ACT_COUNT>;
-    return {nchw_kernels<S>(Activations{}), nhwc_kernels<S>(Activations{})};
+    return {nchw_kernels<S>(Activations{}), nhwc_kernels<S>(Activations{}),
+            nchw_grad_kernels<S>(Activations{}), nhwc_grad_kernels<S>(Activations{})};
 }
 
 constexpr KernelTable make_kernel_table(const char* name) {

@@ -1,0 +1,93 @@
+// The backward pass for the scheduler (schedule.h): what both layouts share.
+// The first sweep sums, per (example, channel), dz and dz * (x - mean); the
+// owner of each item keeps those sums for grad_weight and grad_bias (summed
+// over the batch afterwards, in example order), and every thread that takes
+// part of the item's second sweep folds them, per group, into the constants
+// of dx (cpp/README.md has the math; dev = x - mean, x^ = dev rstd):
+//   dx = rstd w dz - rstd mean(w dz) - x^ rstd mean(w dz x^)
+//      = rstd (w[c] dz + slope dev + offset),
+//   slope = -rstd^2 sum(w dz dev) / n,  offset = -sum(w dz) / n.
+#ifndef GNCPU_LAYOUT_GRAD_H
+#define GNCPU_LAYOUT_GRAD_H
+
+#include <stdint.h>
+
+#include "gncpu/gncpu.h"
+#include "kernel_table.h"
+#include "moments.h"
+#include "schedule.h"
+
+namespace gncpu {
+
+struct GradAccumulator {
+    double dz = 0.0;
+    double dz_dev = 0.0;
+    void add(const GradSums& s) { dz += s.dz, dz_dev += s.dz_dev; }
+};
+
+// The constants of one group's dx.
+struct GroupGrad {
+    double slope;
+    double offset;
+};
+
+// The problem's pointers, typed: values held as S, parameters and statistics as C.
+template <class S, class C>
+struct GradTensors {
+    const S* x;
+    const S* dy;
+    S* dx;  // null: only the parameters' gradients are wanted
+    const C* mean;
+    const C* rstd;
+    const C* weight;  // may be null: all ones
+    const C* bias;    // may be null: all zeros
+    int64_t channels;
+    // Per (example, channel): sum dz and sum dz * x^, written by each item's owner.
+    double* sums_dz;
+    double* sums_dz_xhat;
+
+    GradTensors(const gncpu_backward_problem& p, double* dz_sums, double* dz_xhat_sums)
+        : x(static_cast<const S*>(p.x)), dy(static_cast<const S*>(p.grad_y)),
+          dx(static_cast<S*>(p.grad_x)), mean(static_cast<const C*>(p.mean)),
+          rstd(static_cast<const C*>(p.rstd)), weight(static_cast<const C*>(p.weight)),
+          bias(static_cast<const C*>(p.bias)), channels(p.channels), sums_dz(dz_sums),
+          sums_dz_xhat(dz_xhat_sums) {}
+
+    // The per-channel parameters (kernel_table.h) of channels [c0, c0 + count)
+    // in a group whose rstd is `rstd_g`: weight, and z's scale and shift.
+    void fold_channels(double rstd_g, int64_t c0, int64_t count, C* weight_out, C* scale,
+                       C* shift) const {
+        for (int64_t i = 0; i < count; ++i) {
+            weight_out[i] = weight ? weight[c0 + i] : C(1);
+            scale[i] = saturate<C>(rstd_g * static_cast<double>(weight_out[i]));
+            shift[i] = bias ? bias[c0 + i] : C(0);
+        }
+    }
+
+    // One group's sums: kept for the parameters' gradients (by the owner), and
+    // folded into the constants of its dx.  acc[i] is channel c0 + i's.
+    GroupGrad finish_group(int64_t example, double rstd_g, int64_t c0, int64_t count,
+                           double values, const GradAccumulator* acc, bool owner) const {
+        double sum_w_dz = 0.0, sum_w_dz_dev = 0.0;
+        for (int64_t i = 0; i < count; ++i) {
+            const double w = weight ? static_cast<double>(weight[c0 + i]) : 1.0;
+            sum_w_dz += w * acc[i].dz;
+            sum_w_dz_dev += w * acc[i].dz_dev;
+            if (owner) {
+                sums_dz[example * channels + c0 + i] = acc[i].dz;
+                sums_dz_xhat[example * channels + c0 + i] = acc[i].dz_dev * rstd_g;
+            }
+        }
+        return GroupGrad{-rstd_g * rstd_g * sum_w_dz_dev / values, -sum_w_dz / values};
+    }
+};
+
+// x + dy + dx bytes above which dx is written with streaming stores.
+template <class S>
+bool streams_grad(int64_t elements) {
+    return 3 * elements * static_cast<int64_t>(sizeof(S)) > streaming_threshold_bytes();
+}
+
+}  // namespace gncpu
+
+#endif  // GNCPU_LAYOUT_GRAD_H

@@ -1,0 +1,148 @@
+// The backward pass, NCHW, for the scheduler (schedule.h): an item is one
+// group, channels_per_group contiguous rows of `spatial` values of x and dy.
+// A block is whole rows (as many as fit in 16 KiB of x) or, for rows longer
+// than that, one piece of a row: each block's sums then belong to rows
+// (channels) it holds whole, one GradSums per row.
+#ifndef GNCPU_LAYOUT_NCHW_GRAD_H
+#define GNCPU_LAYOUT_NCHW_GRAD_H
+
+#include <stdint.h>
+
+#include "layout_grad.h"
+
+namespace gncpu {
+
+// Bytes of x per block: the parallel grain of a split group (x and dy stream
+// through L1 once in the first sweep, so this is not an L1 budget).
+constexpr int64_t kNchwGradBlockBytes = 16 * 1024;
+
+template <class S, class C>
+struct NchwGradLayout : GradTensors<S, C> {
+    using Partial = GradSums;
+    using Accumulator = GradAccumulator;
+    struct Worker {
+        ThreadVector<C> weight, scale, shift;  // per channel of the group
+        int64_t params_of = -1;                // the group they are for
+        NchwGradParams<C> params;
+    };
+
+    typename NchwGradKernels<S, C>::RowSums row_sums;
+    typename NchwGradKernels<S, C>::Rows grad_rows;
+    int64_t spatial, groups_per_example, channels_per_group, group_size;
+    int64_t piece_len, pieces_per_row, rows_per_block;
+    int64_t items, blocks_per_item;
+
+    NchwGradLayout(const NchwGradKernels<S, C>& k, const gncpu_backward_problem& p,
+                   double* sums_dz, double* sums_dz_xhat)
+        : GradTensors<S, C>(p, sums_dz, sums_dz_xhat),
+          row_sums(k.row_sums[p.activation]),
+          grad_rows(k.grad_rows[streams_grad<S>(p.batch * p.channels * p.spatial)][p.activation]),
+          spatial(p.spatial),
+          groups_per_example(p.num_groups),
+          channels_per_group(p.channels / p.num_groups),
+          group_size(channels_per_group * p.spatial),
+          piece_len(kNchwGradBlockBytes / static_cast<int64_t>(sizeof(S))),
+          pieces_per_row(p.spatial > piece_len ? (p.spatial + piece_len - 1) / piece_len : 1),
+          rows_per_block(p.spatial > piece_len ? 1 : piece_len / p.spatial),
+          items(p.batch * p.num_groups),
+          blocks_per_item(pieces_per_row > 1
+                              ? channels_per_group * pieces_per_row
+                              : (channels_per_group + rows_per_block - 1) / rows_per_block) {}
+
+    int64_t partials_per_block() const { return rows_per_block; }
+    int64_t accumulators_per_item() const { return channels_per_group; }
+    int64_t item_bytes() const { return 2 * group_size * static_cast<int64_t>(sizeof(S)); }
+
+    void reserve(Worker& w) const {
+        const size_t n = static_cast<size_t>(channels_per_group);
+        grow(w.weight, n), grow(w.scale, n), grow(w.shift, n);
+        w.params_of = -1;  // (the scratch outlives the call)
+    }
+
+    // Where block b starts and ends in its group's run of values.
+    int64_t block_begin(int64_t b) const {
+        if (pieces_per_row > 1) return (b / pieces_per_row) * spatial + (b % pieces_per_row) * piece_len;
+        return b * rows_per_block * spatial;
+    }
+    int64_t block_end(int64_t b) const {
+        if (pieces_per_row > 1) {
+            const int64_t end = (b % pieces_per_row + 1) * piece_len;
+            return (b / pieces_per_row) * spatial + (end < spatial ? end : spatial);
+        }
+        const int64_t rows = (b + 1) * rows_per_block;
+        return (rows < channels_per_group ? rows : channels_per_group) * spatial;
+    }
+
+    void prepare_channels(Worker& w, int64_t group) const {
+        if (w.params_of == group) return;
+        w.params_of = group;
+        this->fold_channels(static_cast<double>(this->rstd[group]),
+                            (group % groups_per_example) * channels_per_group, channels_per_group,
+                            w.weight.data(), w.scale.data(), w.shift.data());
+        w.params.center = this->mean[group];
+        w.params.rstd = this->rstd[group];
+    }
+
+    // The parameters from row `row` of the group on.
+    NchwGradParams<C> from_row(const Worker& w, int64_t row) const {
+        NchwGradParams<C> p = w.params;
+        p.weight = w.weight.data() + row, p.scale = w.scale.data() + row, p.shift = w.shift.data() + row;
+        return p;
+    }
+
+    void block_partials(Worker& w, int64_t group, int64_t block, GradSums* out) const {
+        prepare_channels(w, group);
+        const int64_t begin = block_begin(block), end = block_end(block);
+        const int64_t base = group * group_size + begin;
+        const int64_t row = begin / spatial;
+        const bool piece = pieces_per_row > 1;
+        row_sums(this->x + base, this->dy + base, piece ? 1 : (end - begin) / spatial,
+                 piece ? end - begin : spatial, from_row(w, row), out);
+    }
+
+    void accumulate(GradAccumulator* acc, int64_t block, const GradSums* partials) const {
+        if (pieces_per_row > 1) {
+            acc[block / pieces_per_row].add(partials[0]);
+            return;
+        }
+        const int64_t first = block * rows_per_block;
+        for (int64_t r = first; r < first + rows_per_block && r < channels_per_group; ++r)
+            acc[r].add(partials[r - first]);
+    }
+
+    void begin_item(Worker& w, int64_t group, const GradAccumulator* acc, bool owner) const {
+        prepare_channels(w, group);
+        const GroupGrad grad = this->finish_group(
+            group / groups_per_example, static_cast<double>(this->rstd[group]),
+            (group % groups_per_example) * channels_per_group, channels_per_group,
+            static_cast<double>(group_size), acc, owner);
+        w.params.slope = saturate<C>(grad.slope);
+        w.params.offset = saturate<C>(grad.offset);
+    }
+
+    // Rows cut by the span's ends go one at a time; whole rows in one call.
+    void finish_blocks(Worker& w, int64_t group, int64_t first_block, int64_t end_block) const {
+        if (this->dx == nullptr) return;
+        const int64_t base = group * group_size;
+        const int64_t end = block_end(end_block - 1);
+        int64_t pos = block_begin(first_block);
+        while (pos < end) {
+            const int64_t row = pos / spatial;
+            const int64_t col = pos - row * spatial;
+            int64_t rows = 1, len = spatial - col;
+            if (col != 0 || end - pos < spatial) {
+                if (len > end - pos) len = end - pos;
+            } else {
+                rows = (end - pos) / spatial;
+                len = spatial;
+            }
+            grad_rows(this->x + base + pos, this->dy + base + pos, this->dx + base + pos, rows, len,
+                      from_row(w, row));
+            pos += rows * len;
+        }
+    }
+};
+
+}  // namespace gncpu
+
+#endif  // GNCPU_LAYOUT_NCHW_GRAD_H

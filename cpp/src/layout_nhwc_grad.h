@@ -1,0 +1,118 @@
+// The backward pass, channels-last (NHWC), for the scheduler (schedule.h): an
+// item is one example, `spatial` rows of `channels` values of x and dy, cut
+// into the forward's fixed blocks of rows; each block yields one GradSums per
+// channel.  Every parameter is per channel, wrapped around past the last one
+// (kNhwcParamPad), as the forward's.
+#ifndef GNCPU_LAYOUT_NHWC_GRAD_H
+#define GNCPU_LAYOUT_NHWC_GRAD_H
+
+#include <stdint.h>
+
+#include "layout_grad.h"
+#include "layout_nhwc.h"
+
+namespace gncpu {
+
+template <class S, class C>
+struct NhwcGradLayout : GradTensors<S, C> {
+    using Partial = GradSums;
+    using Accumulator = GradAccumulator;
+    struct Worker {
+        ThreadVector<C> center, weight, scale, shift, rstd, slope, offset, run_dz, run_dz_dev;
+        int64_t params_of = -1;  // the example center ... rstd are for
+        NhwcGradParams<C> params() const {
+            return {center.data(), rstd.data(), slope.data(), offset.data(),
+                    weight.data(), scale.data(), shift.data()};
+        }
+    };
+
+    typename NhwcGradKernels<S, C>::ChannelSums channel_sums;
+    typename NhwcGradKernels<S, C>::Run grad_run;
+    int64_t spatial, channels, groups, channels_per_group, rows_per_block;
+    int64_t items, blocks_per_item;
+
+    NhwcGradLayout(const NhwcGradKernels<S, C>& k, const gncpu_backward_problem& p,
+                   double* sums_dz, double* sums_dz_xhat)
+        : GradTensors<S, C>(p, sums_dz, sums_dz_xhat),
+          channel_sums(k.channel_sums[p.activation]),
+          grad_run(k.grad_run[streams_grad<S>(p.batch * p.channels * p.spatial)][p.activation]),
+          spatial(p.spatial),
+          channels(p.channels),
+          groups(p.num_groups),
+          channels_per_group(p.channels / p.num_groups),
+          rows_per_block(kNhwcBlockElements / p.channels > 0 ? kNhwcBlockElements / p.channels : 1),
+          items(p.batch),
+          blocks_per_item((p.spatial + rows_per_block - 1) / rows_per_block) {}
+
+    int64_t partials_per_block() const { return channels; }
+    int64_t accumulators_per_item() const { return channels; }
+    int64_t item_bytes() const { return 2 * spatial * channels * static_cast<int64_t>(sizeof(S)); }
+    int64_t block_rows(int64_t block) const {
+        const int64_t left = spatial - block * rows_per_block;
+        return left < rows_per_block ? left : rows_per_block;
+    }
+
+    void reserve(Worker& w) const {
+        const size_t padded = static_cast<size_t>(channels + kNhwcParamPad);  // see NhwcKernels
+        grow(w.center, padded), grow(w.weight, padded), grow(w.scale, padded), grow(w.shift, padded);
+        grow(w.rstd, padded), grow(w.slope, padded), grow(w.offset, padded);
+        grow(w.run_dz, padded), grow(w.run_dz_dev, padded);
+        w.params_of = -1;  // (the scratch outlives the call)
+    }
+
+    static void wrap(ThreadVector<C>& v, int64_t channels) {
+        for (int64_t i = channels; i < channels + kNhwcParamPad; ++i) v[i] = v[i % channels];
+    }
+
+    void prepare_channels(Worker& w, int64_t example) const {
+        if (w.params_of == example) return;
+        w.params_of = example;
+        for (int64_t g = 0; g < groups; ++g) {
+            const int64_t c0 = g * channels_per_group;
+            const C mean = this->mean[example * groups + g], rstd = this->rstd[example * groups + g];
+            for (int64_t c = c0; c < c0 + channels_per_group; ++c) w.center[c] = mean, w.rstd[c] = rstd;
+            this->fold_channels(static_cast<double>(rstd), c0, channels_per_group,
+                                w.weight.data() + c0, w.scale.data() + c0, w.shift.data() + c0);
+        }
+        wrap(w.center, channels), wrap(w.rstd, channels), wrap(w.weight, channels);
+        wrap(w.scale, channels), wrap(w.shift, channels);
+    }
+
+    void block_partials(Worker& w, int64_t example, int64_t block, GradSums* out) const {
+        prepare_channels(w, example);
+        const int64_t offset = (example * spatial + block * rows_per_block) * channels;
+        channel_sums(this->x + offset, this->dy + offset, block_rows(block), channels, w.params(),
+                     out, w.run_dz.data(), w.run_dz_dev.data());
+    }
+
+    void accumulate(GradAccumulator* acc, int64_t, const GradSums* partials) const {
+        for (int64_t c = 0; c < channels; ++c) acc[c].add(partials[c]);
+    }
+
+    void begin_item(Worker& w, int64_t example, const GradAccumulator* acc, bool owner) const {
+        prepare_channels(w, example);
+        const double values = static_cast<double>(channels_per_group * spatial);
+        for (int64_t g = 0; g < groups; ++g) {
+            const int64_t c0 = g * channels_per_group;
+            const GroupGrad grad =
+                this->finish_group(example, static_cast<double>(this->rstd[example * groups + g]),
+                                   c0, channels_per_group, values, acc + c0, owner);
+            const C slope = saturate<C>(grad.slope), offset = saturate<C>(grad.offset);
+            for (int64_t c = c0; c < c0 + channels_per_group; ++c) w.slope[c] = slope, w.offset[c] = offset;
+        }
+        wrap(w.slope, channels), wrap(w.offset, channels);
+    }
+
+    void finish_blocks(Worker& w, int64_t example, int64_t first_block, int64_t end_block) const {
+        if (this->dx == nullptr) return;
+        const int64_t r0 = first_block * rows_per_block;
+        const int64_t r1 = end_block * rows_per_block < spatial ? end_block * rows_per_block : spatial;
+        const int64_t offset = (example * spatial + r0) * channels;
+        grad_run(this->x + offset, this->dy + offset, this->dx + offset, r1 - r0, channels,
+                 w.params());
+    }
+};
+
+}  // namespace gncpu
+
+#endif  // GNCPU_LAYOUT_NHWC_GRAD_H
