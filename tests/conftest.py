@@ -88,6 +88,26 @@ KERNEL_AGREEMENT = 2e-6
 # a few float64 roundings apart.
 ORACLE_RTOL = 1e-15
 
+# The backward pass against reference.group_norm_backward fed the statistics
+# the kernel saved: dx, dweight and dbias each relative to its own largest
+# magnitude.  dx is a difference of terms as large as the largest of it
+# (weight * dz less its projections on the mean and the variance directions)
+# and the parameter gradients are sums over N x spatial of terms of either
+# sign, so the rounding error is a fraction of the largest term, not of each
+# result (where even the largest result cancels far below its terms, as with
+# one channel or groups of one or two values, tests/test_backward.py measures
+# against the terms' size).  float32 1e-5 and float64 1e-12, as for the
+# forward pass; the float32 parameter gradients of 16-bit input are held to
+# float32's bound.
+BACKWARD_RTOL = {np.float32: 1e-5, np.float64: 1e-12}
+
+# The backward oracle against central differences of the forward oracle, in
+# float64 with this step: the truncation (step**2 / 6 times the third
+# derivative) and the rounding of f (1e-16 * |f| / step) each leave about
+# 1e-10 of the largest gradient (measured: 1.3e-10 on unit-scale data, eps 1e-3).
+FINITE_DIFFERENCE_STEP = 1e-5
+FINITE_DIFFERENCE_RTOL = 1e-8
+
 # 16-bit outputs: within 1 ulp of the oracle rounded to the format.  The
 # arithmetic is float32, so an output that cancels to nearly zero
 # ((x - mean) * a + b ~ 0) carries float32's absolute error, about 1e-7 of the
@@ -97,6 +117,14 @@ CANCELLATION_FLOOR = 1e-6
 
 def max_error(actual, expected):
     return float(np.max(np.abs(actual.astype(np.float64) - expected), initial=0.0))
+
+
+def relative_error(actual, expected):
+    """max |actual - expected| over the largest |expected| (the plain maximum
+    error where expected is all zeros)."""
+    scale = float(np.max(np.abs(expected), initial=0.0))
+    error = max_error(actual, expected)
+    return error / scale if scale > 0 else error
 
 
 def ulp(values, dtype):

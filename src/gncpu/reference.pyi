@@ -29,3 +29,15 @@ def group_norm(
     return_stats: Literal[True],
     channels_last: bool = False,
 ) -> Tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]: ...
+def group_norm_backward(
+    grad_out: ArrayLike,
+    x: ArrayLike,
+    mean: ArrayLike,
+    rstd: ArrayLike,
+    num_groups: int,
+    weight: Optional[ArrayLike] = None,
+    bias: Optional[ArrayLike] = None,
+    *,
+    activation: _Activation = None,
+    channels_last: bool = False,
+) -> Tuple[NDArray[np.float64], Optional[NDArray[np.float64]], Optional[NDArray[np.float64]]]: ...
