@@ -76,6 +76,7 @@ cdef extern from "gncpu/gncpu.h" nogil:
     const char* gncpu_activation_name(int activation)
     const char* gncpu_dtype_name(int dtype)
     void gncpu_parallel_copy(void* dst, const void* src, size_t nbytes, int num_threads)
+    void gncpu_parallel_xor(void* dst, const void* a, const void* b, size_t nbytes, int num_threads)
 
     int gncpu_isa_count()
     const char* gncpu_isa_name(int isa)

@@ -98,6 +98,25 @@ def _parallel_copy(cnp.ndarray dst, cnp.ndarray src):
         gncpu_parallel_copy(d, s, n, threads)
 
 
+def _parallel_xor(cnp.ndarray dst, cnp.ndarray a, cnp.ndarray b):
+    """dst = a ^ b byte-wise with the kernels' threading: the backward's floor
+    (two tensors read, one written)."""
+    for arr in (dst, a, b):
+        if not cnp.PyArray_IS_C_CONTIGUOUS(arr) or cnp.PyArray_NBYTES(arr) != cnp.PyArray_NBYTES(dst):
+            raise ValueError("the arrays must be C-contiguous and equally large")
+        if <size_t>cnp.PyArray_DATA(arr) % 8:
+            raise ValueError("the arrays must be 8-byte aligned")
+    if not cnp.PyArray_ISWRITEABLE(dst):
+        raise ValueError("dst must be writable")
+    cdef void* d = cnp.PyArray_DATA(dst)
+    cdef const void* pa = cnp.PyArray_DATA(a)
+    cdef const void* pb = cnp.PyArray_DATA(b)
+    cdef size_t n = cnp.PyArray_NBYTES(dst)
+    cdef int threads = _num_threads
+    with nogil:
+        gncpu_parallel_xor(d, pa, pb, n, threads)
+
+
 def _set_tuning(cache_budget_bytes=0, min_elements_per_thread=0, streaming_threshold_bytes=0):
     """Force scheduling thresholds (0 = default): lets tests reach every path."""
     gncpu_set_tuning(cache_budget_bytes, min_elements_per_thread, streaming_threshold_bytes)

@@ -144,6 +144,9 @@ const char* gncpu_dtype_name(int dtype);            /* "float32"...; NULL out of
 /* Copies nbytes with the same threading policy as the kernels: the floor
  * that benchmarks compare against. */
 void gncpu_parallel_copy(void* dst, const void* src, size_t nbytes, int num_threads);
+/* dst = a XOR b, byte-wise: two buffers read and one written, the backward
+ * pass's floor (x and grad_y read once, grad_x written once), same threading. */
+void gncpu_parallel_xor(void* dst, const void* a, const void* b, size_t nbytes, int num_threads);
 
 /* Runtime dispatch.  ISAs are numbered 0 .. gncpu_isa_count() - 1, from the
  * portable kernel up to the most preferred; the active one is chosen when the

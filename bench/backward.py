@@ -1,0 +1,266 @@
+"""The backward pass against its floor and PyTorch's.
+
+    python bench/backward.py                         # the model-shape suite, float32
+    python bench/backward.py --threads 1,2 --activation silu --json bench/results/backward.json
+    python bench/backward.py --channels-last --shape 2x256x100x152:32
+
+Per shape, each implementation computes (dx, dweight, dbias) from grad_y, x
+and the forward's statistics, at the same thread count, timed as bench/run.py
+times (median of rounds, best of passes, a pause between implementations):
+  floor          the memory traffic alone: x and grad_y read once, grad_x
+                 written once (a parallel byte-wise XOR with the kernels'
+                 threading, or 1.5 copies of x, whichever is faster)
+  gncpu          gncpu.group_norm_backward (dx allocated by it)
+  gncpu out=     the same into a NumPy-like buffer (16 bytes past a cache line)
+  torch          PyTorch's CPU backward: autograd of F.group_norm (then the
+                 activation), backward only (the graph kept and re-run)
+  torch.compile  the backward graph torch.compile (Inductor) made of the same
+  gncpu.torch    autograd through gncpu's PyTorch op, backward only
+dx of every implementation is checked against the float64 oracle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import sys
+
+import numpy as np
+
+import gncpu
+from gncpu import reference
+from gncpu._core import _parallel_copy, _parallel_xor
+
+from run import SUITE, machine_info, numpy_like_empty_like, parse_shape, time_each
+
+ACTIVATIONS = ("silu", "relu", "gelu")
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One shape's inputs, held in the benchmark's layout."""
+    x: np.ndarray
+    dy: np.ndarray
+    mean: np.ndarray
+    rstd: np.ndarray
+    weight: np.ndarray
+    bias: np.ndarray
+    groups: int
+    activation: str | None
+    channels_last: bool
+
+
+def make_case(shape, groups, dtype, activation, channels_last):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape).astype(np.float32).astype(dtype)
+    dy = rng.standard_normal(shape).astype(np.float32).astype(dtype)
+    pdtype = np.float64 if dtype == np.float64 else np.float32
+    weight = rng.uniform(0.5, 1.5, shape[1]).astype(pdtype)
+    bias = rng.standard_normal(shape[1]).astype(pdtype)
+    if channels_last:
+        x = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+        dy = np.ascontiguousarray(np.moveaxis(dy, 1, -1))
+    _, mean, rstd = gncpu.group_norm(x, groups, weight, bias, return_stats=True,
+                                     channels_last=channels_last)
+    return Case(x, dy, mean, rstd, weight, bias, groups, activation, channels_last)
+
+
+# ------------------------------------------------------------- implementations
+
+def make_floor_xor(case):
+    out = np.empty_like(case.x)
+    return lambda: _parallel_xor(out, case.x, case.dy)
+
+
+def make_copy(case):
+    out = np.empty_like(case.x)
+    return lambda: _parallel_copy(out, case.x)
+
+
+def make_gncpu(case):
+    return lambda: gncpu.group_norm_backward(
+        case.dy, case.x, case.mean, case.rstd, case.groups, case.weight, case.bias,
+        activation=case.activation, channels_last=case.channels_last)[0]
+
+
+def make_gncpu_out(case):
+    out = numpy_like_empty_like(case.x)
+    return lambda: gncpu.group_norm_backward(
+        case.dy, case.x, case.mean, case.rstd, case.groups, case.weight, case.bias,
+        activation=case.activation, channels_last=case.channels_last, out=out)[0]
+
+
+def _torch_inputs(case):
+    import torch
+    if case.x.dtype not in (np.float32, np.float64):
+        raise ImportError(f"not timed for {case.x.dtype}")  # (torch has no NumPy bfloat16)
+    x = torch.from_numpy(case.x)
+    dy = torch.from_numpy(case.dy)
+    if case.channels_last:  # the NCHW view of channels-last memory, as torch holds it
+        x, dy = x.movedim(-1, 1), dy.movedim(-1, 1)
+    x = x.detach().clone(memory_format=torch.preserve_format).requires_grad_()
+    w = torch.from_numpy(case.weight).clone().requires_grad_()
+    b = torch.from_numpy(case.bias).clone().requires_grad_()
+    return torch, x, dy, w, b
+
+
+def _activation(torch, name):
+    f = torch.nn.functional
+    return {None: lambda v: v, "silu": f.silu, "relu": f.relu, "gelu": f.gelu}[name]
+
+
+def _backward_only(torch, case, x, dy, w, b, y):
+    """Re-runs the backward of the graph that produced y (kept between calls)."""
+    def run():
+        dx = torch.autograd.grad(y, (x, w, b), dy, retain_graph=True)[0]
+        return dx.movedim(1, -1).numpy() if case.channels_last else dx.numpy()
+    return run
+
+
+def make_torch(case):
+    torch, x, dy, w, b = _torch_inputs(case)
+    act = _activation(torch, case.activation)
+    y = act(torch.nn.functional.group_norm(x, case.groups, w, b))
+    return _backward_only(torch, case, x, dy, w, b, y)
+
+
+def make_torch_compile(case):
+    torch, x, dy, w, b = _torch_inputs(case)
+    # Re-running one compiled backward needs its buffers kept (not donated).
+    import torch._functorch.config
+    torch._functorch.config.donated_buffer = False
+    act = _activation(torch, case.activation)
+    compiled = torch.compile(lambda v, w_, b_: act(torch.nn.functional.group_norm(v, case.groups, w_, b_)))
+    y = compiled(x, w, b)
+    return _backward_only(torch, case, x, dy, w, b, y)
+
+
+def make_gncpu_torch(case):
+    torch, x, dy, w, b = _torch_inputs(case)
+    import gncpu.torch as gt
+    y = gt.group_norm(x, case.groups, w, b, activation=case.activation)
+    return _backward_only(torch, case, x, dy, w, b, y)
+
+
+IMPLEMENTATIONS = [
+    ("floor xor", make_floor_xor), ("copy", make_copy), ("gncpu", make_gncpu),
+    ("gncpu out=", make_gncpu_out), ("torch", make_torch), ("torch.compile", make_torch_compile),
+    ("gncpu.torch", make_gncpu_torch),
+]
+PEERS = ("torch", "torch.compile")
+
+
+def bench_shape(name, shape, groups, dtype, activation, channels_last, threads, rounds, passes):
+    case = make_case(shape, groups, dtype, activation, channels_last)
+    expected = reference.group_norm_backward(case.dy, case.x, case.mean, case.rstd, groups,
+                                             case.weight, case.bias, activation=activation,
+                                             channels_last=channels_last)[0]
+    scale = float(np.max(np.abs(expected)))
+    runs, errors, skipped = {}, {}, {}
+    for impl, factory in IMPLEMENTATIONS:
+        try:
+            fn = factory(case)
+            out = fn()
+        except ImportError as exc:
+            skipped[impl] = str(exc) or "not installed"
+            continue
+        runs[impl] = fn
+        if out is not None:
+            errors[impl] = float(np.max(np.abs(np.asarray(out, np.float64) - expected))) / scale
+    times = {}
+    for _ in range(passes):
+        for impl, seconds in time_each(runs, rounds).items():
+            times[impl] = min(seconds, times.get(impl, float("inf")))
+    floor = min(times["floor xor"], 1.5 * times["copy"])
+    rows = []
+    for impl, seconds in times.items():
+        rows.append({"shape": name, "dims": list(shape), "groups": groups, "dtype": dtype.name,
+                     "activation": activation, "channels_last": channels_last,
+                     "threads": threads, "impl": impl, "seconds": seconds,
+                     "x_floor": seconds / floor,
+                     "gncpu_speedup": seconds / times["gncpu"],
+                     "max_rel_error": errors.get(impl)})
+    return rows, skipped
+
+
+def print_rows(rows):
+    print(f"  {'implementation':14s} {'time':>11s} {'x floor':>8s} {'gncpu is':>9s} {'dx error':>9s}")
+    for r in rows:
+        t = r["seconds"]
+        shown = f"{t * 1e6:8.1f} us" if t < 1e-2 else f"{t * 1e3:8.2f} ms"
+        speed = f"{r['gncpu_speedup']:7.2f}x" if r["impl"] not in ("gncpu", "floor xor", "copy") else ""
+        err = f"{r['max_rel_error']:.1e}" if r["max_rel_error"] is not None else "-"
+        print(f"  {r['impl']:14s} {shown:>11s} {r['x_floor']:8.2f} {speed:>9s} {err:>9s}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shape", action="append", default=[], help="NxCxHxW[:G] (repeatable)")
+    parser.add_argument("--dtype", choices=["float32", "float64", "float16", "bfloat16"],
+                        default="float32")
+    parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--activation", choices=ACTIVATIONS)
+    parser.add_argument("--threads", default=str(gncpu.get_num_threads()))
+    parser.add_argument("--rounds", type=int, default=11)
+    parser.add_argument("--passes", type=int, default=2)
+    parser.add_argument("--skip-large", action="store_true", help="skip shapes over 64 MiB")
+    parser.add_argument("--json", help="write the results to this file")
+    args = parser.parse_args(argv)
+    if args.dtype == "bfloat16":
+        import ml_dtypes
+        dtype = np.dtype(ml_dtypes.bfloat16)
+    else:
+        dtype = np.dtype(args.dtype)
+    shapes = [parse_shape(s) for s in args.shape] or SUITE
+    thread_counts = [int(t) for t in args.threads.split(",")]
+    info = machine_info(thread_counts)
+    print(f"gncpu backward benchmark: {info['cpu']} ({info['cores']} CPUs), ISA {info['isa']}, "
+          f"threads {args.threads}, {dtype.name}"
+          f"{', + ' + args.activation if args.activation else ''}"
+          f"{', channels-last' if args.channels_last else ''}")
+    rows, notes = [], {}
+    for threads in thread_counts:
+        gncpu.set_num_threads(threads)
+        try:
+            import torch
+            torch.set_num_threads(threads)
+        except ImportError:
+            pass
+        for name, shape, groups in shapes:
+            if args.skip_large and math.prod(shape) * dtype.itemsize > 64 << 20:
+                continue
+            print(f"\n{name}: {'x'.join(map(str, shape))}, G={groups}, {threads} threads")
+            shape_rows, skipped = bench_shape(name, shape, groups, dtype, args.activation,
+                                              args.channels_last, threads, args.rounds,
+                                              args.passes)
+            notes.update(skipped)
+            print_rows(shape_rows)
+            rows += shape_rows
+    for impl, why in notes.items():
+        print(f"note: {impl} skipped ({why})")
+    for threads in thread_counts:
+        sel = [r for r in rows if r["threads"] == threads]
+        ratios = []
+        for shape in dict.fromkeys(r["shape"] for r in sel):
+            theirs = [r["seconds"] for r in sel if r["shape"] == shape and r["impl"] in PEERS]
+            mine = [r["seconds"] for r in sel if r["shape"] == shape and r["impl"] == "gncpu"]
+            if theirs and mine:
+                ratios.append(min(theirs) / mine[0])
+        if ratios:
+            print(f"\n{threads} threads: gncpu's backward vs the fastest PyTorch backward per shape: "
+                  f"geometric mean {math.exp(np.mean(np.log(ratios))):.2f}x, worst {min(ratios):.2f}x")
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump({"machine": info, "dtype": dtype.name, "activation": args.activation,
+                       "channels_last": args.channels_last, "rows": rows, "skipped": notes},
+                      f, indent=1)
+        print(f"results written to {args.json}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
