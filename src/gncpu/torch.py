@@ -5,16 +5,18 @@
 
 ``torch.ops.gncpu.group_norm(x, num_groups, weight, bias, eps, activation)``
 is registered with ``torch.library`` (with a fake kernel, so that
-``torch.compile(fullgraph=True)`` traces it, and with autograd).  It reads the
-tensor's memory directly through gncpu's C API (no NumPy), float32, float64,
-float16 and bfloat16, contiguous or channels-last; the output's memory format
-is the one torch's own GroupNorm gives (the input's suggested memory format).
+``torch.compile(fullgraph=True)`` traces it, and with autograd, whose
+backward is gncpu's kernel too: ``torch.ops.gncpu.group_norm_backward``, with
+a fake kernel of its own, so that compiled training graphs trace it).  It
+reads the tensor's memory directly through gncpu's C API (no NumPy), float32,
+float64, float16 and bfloat16, contiguous or channels-last; the output's (and
+dx's) memory format is the one torch's own GroupNorm gives (the input's
+suggested memory format).
 
 Importing this module imports torch; ``import gncpu`` alone never does.
 """
 
-import math
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -211,50 +213,168 @@ def _group_norm_op(x, num_groups, weight=None, bias=None, eps=1e-5, activation=N
 
 # ---------------------------------------------------------------- autograd
 
-def _activation_grad(z, activation):
-    """d act(z) / dz."""
-    if activation == "silu":
-        s = torch.sigmoid(z)
-        return s * (1 + z * (1 - s))
-    if activation == "relu":
-        return (z > 0).to(z.dtype)
-    if activation == "gelu":  # the erf form
-        cdf = 0.5 * (1 + torch.erf(z * (1 / math.sqrt(2))))
-        return cdf + z * torch.exp(-0.5 * z * z) * (1 / math.sqrt(2 * math.pi))
-    raise ValueError(f"unknown activation {activation!r}")
+_raw_backward = _core._group_norm_backward_raw
+_empty = torch.empty
+_zeros = torch.zeros
+_is_compiling = torch.compiler.is_compiling
+_grad_enabled = torch.is_grad_enabled
+_dispatch_modes = torch._C._len_torch_dispatch_stack
+_function_modes = torch._C._is_torch_function_mode_enabled
+_functorch_active = torch._C._are_functorch_transforms_active
 
 
-def _backward_fallback(grad_y, x, weight, bias, mean, rstd, num_groups, activation, mask):
-    """Gradients for x, weight and bias by torch's own GroupNorm backward
-    (aten.native_group_norm_backward) fed with gncpu's statistics, in the
-    parameter type (float32 for 16-bit input), after the fused activation's
-    derivative.  Until gncpu has backward kernels of its own."""
-    pdtype = mean.dtype
-    batch, channels = x.shape[0], x.shape[1]
-    spatial = _spatial(x)
-    memory_format = _memory_format(x)
-    xp = x.contiguous(memory_format=memory_format).to(pdtype)
-    grad = grad_y.to(pdtype).contiguous(memory_format=memory_format)
-    w = None if weight is None else weight.to(pdtype)
-    if activation is not None:
-        # z, the value the activation was applied to, recomputed from the statistics.
-        per_group = channels // num_groups
-        shape = (batch, channels) + (1,) * (x.dim() - 2)
-        scale = rstd.repeat_interleave(per_group, dim=1)
-        shift = -mean.repeat_interleave(per_group, dim=1) * scale
-        if w is not None:
-            scale = scale * w
-            shift = shift * w
-        if bias is not None:
-            shift = shift + bias.to(pdtype)
-        z = xp * scale.reshape(shape) + shift.reshape(shape)
-        grad = (grad * _activation_grad(z, activation)).contiguous(memory_format=memory_format)
-    dx, dw, db = torch.ops.aten.native_group_norm_backward(
-        grad, xp, mean, rstd, w, batch, channels, spatial, num_groups,
-        [mask[0], mask[1] and w is not None, mask[2]])
-    return (None if dx is None else dx.to(x.dtype),
-            None if dw is None else dw.to(weight.dtype),
-            None if db is None else db.to(bias.dtype))
+def _backward_kernel(grad_y, x, mean, rstd, num_groups, weight, bias, activation, output_mask):
+    """dx, dweight, dbias computed by gncpu's backward kernel; an output whose
+    output_mask entry is False is an empty tensor and costs nothing.  dx has
+    x's dtype and the memory format torch's GroupNorm backward gives (x's
+    suggested one); dweight and dbias are computed in the parameter type, then
+    given weight's and bias's dtype.  Nothing is written but the results."""
+    dtype = _DTYPE_CODES.get(x.dtype) if isinstance(x, _Tensor) else None
+    if dtype is None or not x.is_cpu or x.layout is not _STRIDED or x.ndim < 2:
+        _check_input(x)  # raises
+    shape = x.shape
+    if not (isinstance(grad_y, _Tensor) and grad_y.dtype is x.dtype and grad_y.shape == shape
+            and grad_y.is_cpu and grad_y.layout is _STRIDED):
+        _check_grad(grad_y, x)  # raises
+    batch, channels = shape[0], shape[1]
+    rows = batch * channels
+    spatial = x.numel() // rows if rows else _spatial(x)
+    pdtype = _FLOAT64 if dtype == 1 else _FLOAT32
+    need_x, need_weight, need_bias = output_mask
+    weight_dtype = pdtype if weight is None else _grad_dtype(weight, pdtype)
+    bias_dtype = pdtype if bias is None else _grad_dtype(bias, pdtype)
+    if weight is not None and not (
+            isinstance(weight, _Tensor) and weight.dtype is pdtype and weight.is_cpu
+            and weight.ndim == 1 and weight.shape[0] == channels and weight.is_contiguous()):
+        weight = _param(weight, channels, pdtype, "weight")
+    if bias is not None and not (
+            isinstance(bias, _Tensor) and bias.dtype is pdtype and bias.is_cpu
+            and bias.ndim == 1 and bias.shape[0] == channels and bias.is_contiguous()):
+        bias = _param(bias, channels, pdtype, "bias")
+    stats_shape = (batch, num_groups)
+    if not (isinstance(mean, _Tensor) and mean.dtype is pdtype and mean.is_cpu
+            and mean.shape == stats_shape and mean.is_contiguous()):
+        mean = _stats(mean, stats_shape, pdtype, "mean", x, num_groups, activation)
+    if not (isinstance(rstd, _Tensor) and rstd.dtype is pdtype and rstd.is_cpu
+            and rstd.shape == stats_shape and rstd.is_contiguous()):
+        rstd = _stats(rstd, stats_shape, pdtype, "rstd", x, num_groups, activation)
+    if x.is_contiguous() and not (len(shape) in (4, 5) and (channels == 1 or spatial == 1)):
+        memory_format = _CONTIGUOUS  # (shapes that are channels-last too go the long way)
+    else:
+        memory_format = _memory_format(x)
+        if not x.is_contiguous(memory_format=memory_format):
+            x = x.contiguous(memory_format=memory_format)  # other strides: one copy
+    layout = _NCHW if memory_format is _CONTIGUOUS else _NHWC
+    # grad_y in x's layout: read where it lies, or copied once (an expanded
+    # gradient, another memory format), and then that copy takes dx in place.
+    if grad_y.is_contiguous(memory_format=memory_format):
+        grad_x = _empty_like(x, memory_format=memory_format) if need_x else None
+    else:
+        grad_y = grad_y.contiguous(memory_format=memory_format)
+        grad_x = grad_y if need_x else None
+    empty = rows == 0 or spatial == 0  # the sums are zeros; the kernel only checks
+    new = _zeros if empty else _empty
+    grad_weight = new(channels, dtype=pdtype) if need_weight else None
+    grad_bias = new(channels, dtype=pdtype) if need_bias else None
+    _raw_backward(dtype, layout, batch, channels, spatial, num_groups, activation,
+                  0 if empty else grad_y.data_ptr(), 0 if empty else x.data_ptr(),
+                  mean.data_ptr(), rstd.data_ptr(),
+                  0 if weight is None else weight.data_ptr(),
+                  0 if bias is None else bias.data_ptr(),
+                  0 if grad_x is None else grad_x.data_ptr(),
+                  0 if grad_weight is None else grad_weight.data_ptr(),
+                  0 if grad_bias is None else grad_bias.data_ptr())
+    if grad_x is None:
+        grad_x = _empty(0, dtype=x.dtype)
+    if grad_weight is None:
+        grad_weight = _empty(0, dtype=weight_dtype)
+    elif weight_dtype is not pdtype:
+        grad_weight = grad_weight.to(weight_dtype)
+    if grad_bias is None:
+        grad_bias = _empty(0, dtype=bias_dtype)
+    elif bias_dtype is not pdtype:
+        grad_bias = grad_bias.to(bias_dtype)
+    return grad_x, grad_weight, grad_bias
+
+
+def _grad_dtype(p, pdtype):
+    """A parameter's gradient's dtype: its own, or the parameter type for an
+    integer one (which cannot require grad; asked for anyway, it gets one)."""
+    return p.dtype if isinstance(p, _Tensor) and p.dtype.is_floating_point else pdtype
+
+
+def _check_grad(grad_y, x):
+    if not isinstance(grad_y, _Tensor):
+        raise TypeError(f"grad_y must be a torch.Tensor, got {type(grad_y).__name__}")
+    if grad_y.dtype != x.dtype:
+        raise TypeError(f"grad_y must have x's dtype ({x.dtype}), got {grad_y.dtype}")
+    if grad_y.device.type != "cpu":
+        raise ValueError(f"grad_y must be a CPU tensor, got device {grad_y.device}")
+    if grad_y.layout != torch.strided:
+        raise ValueError(f"grad_y must be a strided (dense) tensor, got layout {grad_y.layout}")
+    if grad_y.shape != x.shape:
+        raise ValueError(f"grad_y must have x's shape {tuple(x.shape)}, "
+                         f"got {tuple(grad_y.shape)}")
+
+
+def _check_values(x, num_groups, activation):
+    """The kernel's ValueError/TypeError for num_groups or activation (checked
+    before the statistics' shape, which num_groups decides)."""
+    _raw_backward(_DTYPE_CODES[x.dtype], _NCHW, x.shape[0], x.shape[1], _spatial(x),
+                  num_groups, activation, 0, 0, 0, 0)
+
+
+def _stats(t, stats_shape, dtype, name, x, num_groups, activation):
+    """mean or rstd, checked, as a contiguous CPU tensor of the parameter type."""
+    _check_values(x, num_groups, activation)
+    if not isinstance(t, _Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if not t.dtype.is_floating_point:
+        raise TypeError(f"{name} must be floating point, got dtype {t.dtype}")
+    if t.device.type != "cpu":
+        raise ValueError(f"{name} must be a CPU tensor, got device {t.device}")
+    if t.shape != stats_shape:
+        raise ValueError(f"{name} must have shape {stats_shape}, got {tuple(t.shape)}")
+    return t.to(dtype).contiguous()
+
+
+@torch.library.custom_op("gncpu::group_norm_backward", mutates_args=(), device_types="cpu")
+def _group_norm_backward(
+    grad_y: torch.Tensor,
+    x: torch.Tensor,
+    mean: torch.Tensor,
+    rstd: torch.Tensor,
+    num_groups: int,
+    weight: Optional[torch.Tensor],
+    bias: Optional[torch.Tensor],
+    activation: Optional[str],
+    output_mask: List[bool],
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The gradients of group_norm_with_stats's y with respect to x, weight and
+    bias, by gncpu's kernel, from its statistics: (dx, dweight, dbias), each
+    an empty tensor where output_mask says it is not wanted."""
+    return _backward_kernel(grad_y, x, mean, rstd, num_groups, weight, bias, activation,
+                            output_mask)
+
+
+@_group_norm_backward.register_fake
+def _group_norm_backward_fake(grad_y, x, mean, rstd, num_groups, weight, bias, activation,
+                              output_mask):
+    _check_input(x)
+    _check_grad(grad_y, x)
+    channels = x.shape[1]
+    _check_param(weight, channels, "weight")
+    _check_param(bias, channels, "bias")
+    if all(isinstance(s, int) for s in x.shape):  # concrete sizes: the real checks
+        _check_values(x, num_groups, activation)
+    pdtype = _param_dtype(x.dtype)
+    need_x, need_weight, need_bias = output_mask
+    grad_x = torch.empty_like(x, memory_format=_memory_format(x)) if need_x else x.new_empty(0)
+    weight_dtype = pdtype if weight is None else _grad_dtype(weight, pdtype)
+    bias_dtype = pdtype if bias is None else _grad_dtype(bias, pdtype)
+    grad_weight = x.new_empty(channels if need_weight else 0, dtype=weight_dtype)
+    grad_bias = x.new_empty(channels if need_bias else 0, dtype=bias_dtype)
+    return grad_x, grad_weight, grad_bias
 
 
 def _setup_context(ctx, inputs, output):
@@ -266,26 +386,33 @@ def _setup_context(ctx, inputs, output):
     ctx.mark_non_differentiable(mean, rstd)
 
 
+_backward_op = torch.ops.gncpu.group_norm_backward.default
+
+
 def _backward(ctx, grad_y, grad_mean, grad_rstd):
     x, weight, bias, mean, rstd = ctx.saved_tensors
     need_x, _, need_weight, need_bias = ctx.needs_input_grad[:4]
-    dx, dw, db = _backward_fallback(
-        grad_y, x, weight, bias, mean, rstd, ctx.num_groups, ctx.activation,
-        (need_x, need_weight and weight is not None, need_bias and bias is not None))
-    return dx, None, dw, db, None, None
+    mask = [need_x, need_weight and weight is not None, need_bias and bias is not None]
+    # Tracing (AOTAutograd calls this with fake tensors), modes, transforms
+    # and a double backward (grad mode on: the operator then says it has no
+    # formula of its own) need the operator; a plain eager backward calls its
+    # kernel directly (the same values, ~25 µs sooner).
+    if (type(grad_y) is not _Tensor or type(x) is not _Tensor or _grad_enabled()
+            or _is_compiling() or _dispatch_modes() or _function_modes() or _functorch_active()):
+        dx, dw, db = _backward_op(grad_y, x, mean, rstd, ctx.num_groups, weight, bias,
+                                  ctx.activation, mask)
+    else:
+        dx, dw, db = _backward_kernel(grad_y, x, mean, rstd, ctx.num_groups, weight, bias,
+                                      ctx.activation, mask)
+    need_x, need_weight, need_bias = mask
+    return (dx if need_x else None), None, (dw if need_weight else None), \
+        (db if need_bias else None), None, None
 
 
 _group_norm_with_stats.register_autograd(_backward, setup_context=_setup_context)
 
 
 # -------------------------------------------------------------- public API
-
-_is_compiling = torch.compiler.is_compiling
-_grad_enabled = torch.is_grad_enabled
-_dispatch_modes = torch._C._len_torch_dispatch_stack
-_function_modes = torch._C._is_torch_function_mode_enabled
-_functorch_active = torch._C._are_functorch_transforms_active
-
 
 def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, *, activation=None):
     """Group Normalization of a CPU tensor ``x`` of shape (N, C, *spatial), as
