@@ -118,6 +118,33 @@ def test_large_tensor_releases_the_gil_and_matches():
     assert_close_to_oracle(gt.group_norm(x, 32, weight, bias), x, 32, weight, bias)
 
 
+@pytest.mark.parametrize("shape, layout", [((1, 64, 128, 128), "contiguous"),
+                                           ((1, 64, 128, 128), "channels_last"),
+                                           ((1, 32, 8, 64, 64), "channels_last")])
+def test_outputs_from_the_output_cache_have_torch_layout_and_values(shape, layout):
+    """y and dx of 4 MiB and more come from gncpu's output cache (torch.from_numpy
+    of a cached buffer): the same strides as torch's, the right values, and the
+    buffer reused once the tensor is freed."""
+    x = make(shape, layout=layout).requires_grad_()
+    weight, bias = affine(shape[1], torch.float32)
+    weight.requires_grad_(), bias.requires_grad_()
+    y = gt.group_norm(x, 32, weight, bias, activation="silu")
+    expected_y = F.silu(F.group_norm(x, 32, weight, bias))
+    assert y.stride() == expected_y.stride()
+    torch.testing.assert_close(y, expected_y, rtol=1e-5, atol=1e-5)
+    dy = torch.randn_like(y)
+    grads = torch.autograd.grad(y, (x, weight, bias), dy)
+    assert grads[0].stride() == torch.autograd.grad(expected_y, x, dy)[0].stride()
+    inputs64 = [t.detach().double().requires_grad_() for t in (x, weight, bias)]
+    y64 = F.silu(F.group_norm(inputs64[0], 32, inputs64[1], inputs64[2]))
+    for got, want in zip(grads, torch.autograd.grad(y64, inputs64, dy.double())):
+        scale = float(want.abs().max())  # sums over 2**14 to 2**17 values: relative to the largest
+        torch.testing.assert_close(got.double(), want, rtol=0, atol=1e-5 * scale)
+    held = gncpu.output_cache_info()["cached_buffers"]
+    del y, grads
+    assert gncpu.output_cache_info()["cached_buffers"] > held
+
+
 def test_accuracy_with_a_large_offset():
     """Where torch's channels-last GroupNorm loses digits (README), gncpu does not."""
     for layout in ("contiguous", "channels_last"):

@@ -147,6 +147,18 @@ cdef cnp.ndarray _new_output(int ndim, cnp.npy_intp* shape, int typenum):
     return arr
 
 
+def _cached_buffer(size_t nbytes):
+    """nbytes of uninitialised memory as a 1-D uint8 array from the output
+    cache (back to it when the array, or a tensor made from it, is freed), or
+    None for a size the cache does not serve (below 4 MiB, or the cache off).
+    For bindings that allocate their own outputs (gncpu.torch)."""
+    if nbytes < _MIN_CACHED_BYTES or _limit() == 0:
+        return None
+    cdef cnp.npy_intp shape[1]
+    shape[0] = <cnp.npy_intp>nbytes
+    return _new_output(1, shape, cnp.NPY_UINT8)
+
+
 def _release_cached():
     global _cached_bytes
     while _free_buffers:
