@@ -415,3 +415,35 @@ def test_out_that_is_not_an_array():
 def test_unknown_keyword():
     with pytest.raises(TypeError):
         backward(good_problem(), eps=1e-5)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("activation", [None, "relu"])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_sums_past_float_range_take_the_exact_path(isa, schedule, dtype, activation, channels_last):
+    """Gradients of 3e37 whose sums cancel: float32 lanes overflow (their
+    partial sums reach 5e38), the exact answer is finite (dbias = dweight = 0,
+    dx = +-3e37 * rstd).  The item goes to the double path and comes out
+    right, whatever the schedule."""
+    if dtype == "bfloat16":
+        dtype = pytest.importorskip("ml_dtypes").bfloat16
+    n = 2048
+    x = np.tile([1.0, -1.0], n // 2)
+    grad = np.repeat([3e37, -3e37], n // 2)
+    shape = (2, n, 1) if channels_last else (2, 1, n)
+    x = np.broadcast_to(x.reshape((1, n, 1) if channels_last else (1, 1, n)), shape).astype(dtype)
+    grad = np.broadcast_to(grad.reshape(x.shape[1:]), shape).astype(dtype)
+    weight, bias = np.full(1, 0.5, np.float32), np.full(1, 2.0, np.float32)
+    _, mean, rstd = gncpu.group_norm(x, 1, weight, bias, return_stats=True,
+                                     channels_last=channels_last)
+    dx, dweight, dbias = gncpu.group_norm_backward(grad, x, mean, rstd, 1, weight, bias,
+                                                   activation=activation,
+                                                   channels_last=channels_last)
+    ex, ew, eb = reference.group_norm_backward(grad, x, mean, rstd, 1, weight, bias,
+                                               activation=activation, channels_last=channels_last)
+    assert np.all(np.isfinite(ex)) and np.all(np.isfinite(dx.astype(np.float64)))
+    scale = float(np.max(np.abs(ex)))
+    assert max_error(dx, ex) <= 1e-2 * scale  # (bfloat16: one ulp of 3e37)
+    for got, want in ((dweight, ew), (dbias, eb)):
+        assert np.all(np.isfinite(got))
+        assert float(np.max(np.abs(got.astype(np.float64) - want))) <= 1e-5 * 3e37 * n

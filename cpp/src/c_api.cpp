@@ -224,10 +224,10 @@ gncpu_status run_backward(const KernelsFor<S, C>& kernels, const gncpu_backward_
     gncpu_status status = GNCPU_ERR_BAD_LAYOUT;
     switch (q.layout) {
         case GNCPU_NCHW:
-            status = schedule(NchwGradLayout<S, C>(kernels.nchw_grad, q, dz, dz_xhat), threads);
+            status = schedule(NchwGradLayout<S, C>(kernels, q, dz, dz_xhat), threads);
             break;
         case GNCPU_NHWC:
-            status = schedule(NhwcGradLayout<S, C>(kernels.nhwc_grad, q, dz, dz_xhat), threads);
+            status = schedule(NhwcGradLayout<S, C>(kernels, q, dz, dz_xhat), threads);
             break;
         case GNCPU_LAYOUT_COUNT: break;
     }

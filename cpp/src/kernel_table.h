@@ -148,12 +148,26 @@ struct NhwcGradKernels {
     Run grad_run[2][GNCPU_ACT_COUNT];  // [streaming][activation]
 };
 
+// The backward's exact path (kernels/exact.inl), in double, for the items
+// float lanes cannot handle (layout_grad.h says which): `outer` runs of
+// `inner` contiguous values, the channel of a value being its run's index
+// (channel_is_outer, NCHW rows) or its index in the run (NHWC rows).  Every
+// parameter is per channel.  With dx null: sums[channel] += the GradSums of
+// its values; otherwise dx (sums unused).
+struct ExactGradParams {
+    const double *center, *rstd, *slope, *offset, *weight, *scale, *shift;
+};
+
 template <class Stored, class Compute>
 struct KernelsFor {
     NchwKernels<Stored, Compute> nchw;
     NhwcKernels<Stored, Compute> nhwc;
     NchwGradKernels<Stored, Compute> nchw_grad;
     NhwcGradKernels<Stored, Compute> nhwc_grad;
+    using ExactGrad = void (*)(const Stored* x, const Stored* dy, Stored* dx, int64_t outer,
+                               int64_t inner, bool channel_is_outer, const ExactGradParams& p,
+                               GradSums* sums);
+    ExactGrad exact_grad[GNCPU_ACT_COUNT];
 };
 
 struct KernelTable {

@@ -10,6 +10,7 @@
 #ifndef GNCPU_LAYOUT_GRAD_H
 #define GNCPU_LAYOUT_GRAD_H
 
+#include <math.h>
 #include <stdint.h>
 
 #include "gncpu/gncpu.h"
@@ -29,6 +30,22 @@ struct GradAccumulator {
 struct GroupGrad {
     double slope;
     double offset;
+};
+
+// The exact path's per-channel parameters (double) and sums, in a worker.
+struct ExactGradChannels {
+    ThreadVector<double> center, rstd, slope, offset, weight, scale, shift;
+    ThreadVector<GradSums> sums;
+
+    void reserve(size_t n) {
+        grow(center, n), grow(rstd, n), grow(slope, n), grow(offset, n);
+        grow(weight, n), grow(scale, n), grow(shift, n), grow(sums, n);
+    }
+    ExactGradParams params(int64_t first = 0) const {
+        return {center.data() + first, rstd.data() + first, slope.data() + first,
+                offset.data() + first, weight.data() + first, scale.data() + first,
+                shift.data() + first};
+    }
 };
 
 // The problem's pointers, typed: values held as S, parameters and statistics as C.
@@ -64,23 +81,64 @@ struct GradTensors {
         }
     }
 
-    // One group's sums: kept for the parameters' gradients (by the owner), and
-    // folded into the constants of its dx.  acc[i] is channel c0 + i's.
-    GroupGrad finish_group(int64_t example, double rstd_g, int64_t c0, int64_t count,
-                           double values, const GradAccumulator* acc, bool owner) const {
+    // The exact path's parameters of channels [c0, c0 + count) (entries i of
+    // e's arrays from `first` on), before the sums: center, rstd, weight, z's scale and shift.
+    void fold_exact(ExactGradChannels& e, int64_t first, double mean_g, double rstd_g, int64_t c0,
+                    int64_t count) const {
+        for (int64_t i = 0; i < count; ++i) {
+            const double w = weight ? static_cast<double>(weight[c0 + i]) : 1.0;
+            e.center[first + i] = mean_g, e.rstd[first + i] = rstd_g, e.weight[first + i] = w;
+            e.scale[first + i] = rstd_g * w;
+            e.shift[first + i] = bias ? static_cast<double>(bias[c0 + i]) : 0.0;
+            e.sums[first + i] = GradSums{0.0, 0.0};
+        }
+    }
+
+    // The constants of one group's dx from its channel sums (anything with
+    // .dz and .dz_dev; acc[i] is channel c0 + i's).
+    template <class Sums>
+    GroupGrad group_grad(double rstd_g, int64_t c0, int64_t count, double values,
+                         const Sums* acc) const {
         double sum_w_dz = 0.0, sum_w_dz_dev = 0.0;
         for (int64_t i = 0; i < count; ++i) {
             const double w = weight ? static_cast<double>(weight[c0 + i]) : 1.0;
             sum_w_dz += w * acc[i].dz;
             sum_w_dz_dev += w * acc[i].dz_dev;
-            if (owner) {
-                sums_dz[example * channels + c0 + i] = acc[i].dz;
-                sums_dz_xhat[example * channels + c0 + i] = acc[i].dz_dev * rstd_g;
-            }
         }
         return GroupGrad{-rstd_g * rstd_g * sum_w_dz_dev / values, -sum_w_dz / values};
     }
+
+    // The sums the parameters' gradients are made of, kept by an item's owner.
+    template <class Sums>
+    void keep_sums(int64_t example, double rstd_g, int64_t c0, int64_t count, const Sums* acc) const {
+        for (int64_t i = 0; i < count; ++i) {
+            sums_dz[example * channels + c0 + i] = acc[i].dz;
+            sums_dz_xhat[example * channels + c0 + i] = acc[i].dz_dev * rstd_g;
+        }
+    }
 };
+
+// Whether float lanes can be trusted with a group's dx, from its float sums
+// and the parameters they give: a sum that overflowed float (or non-finite
+// input, which the exact path keeps as NaN/inf), or a parameter of z or dx
+// beyond float's range or in its subnormals, sends the item to the exact
+// path (in double).  Never for ordinary data.
+inline bool fits_float(double v) {
+    const double a = fabs(v);
+    return a == 0.0 || (a >= 1e-30 && a <= 1e30);
+}
+
+template <class C>
+bool float_grad_unreliable(double rstd_g, const C* weight, int64_t c0, int64_t count,
+                           const GradAccumulator* acc, const GroupGrad& grad) {
+    if (sizeof(C) != 4) return false;
+    if (!fits_float(rstd_g) || !fits_float(grad.slope) || !fits_float(grad.offset)) return true;
+    for (int64_t i = 0; i < count; ++i) {
+        if (!(fabs(acc[i].dz) <= 1e30 && fabs(acc[i].dz_dev) <= 1e30)) return true;
+        if (weight && !fits_float(rstd_g * static_cast<double>(weight[c0 + i]))) return true;
+    }
+    return false;
+}
 
 // x + dy + dx bytes above which dx is written with streaming stores.
 template <class S>

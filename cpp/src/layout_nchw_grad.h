@@ -24,19 +24,24 @@ struct NchwGradLayout : GradTensors<S, C> {
         ThreadVector<C> weight, scale, shift;  // per channel of the group
         int64_t params_of = -1;                // the group they are for
         NchwGradParams<C> params;
+        bool exact;                            // this group on the exact path
+        ExactGradChannels exact_channels;
     };
 
     typename NchwGradKernels<S, C>::RowSums row_sums;
     typename NchwGradKernels<S, C>::Rows grad_rows;
+    typename KernelsFor<S, C>::ExactGrad exact_grad;
     int64_t spatial, groups_per_example, channels_per_group, group_size;
     int64_t piece_len, pieces_per_row, rows_per_block;
     int64_t items, blocks_per_item;
 
-    NchwGradLayout(const NchwGradKernels<S, C>& k, const gncpu_backward_problem& p,
-                   double* sums_dz, double* sums_dz_xhat)
+    NchwGradLayout(const KernelsFor<S, C>& k, const gncpu_backward_problem& p, double* sums_dz,
+                   double* sums_dz_xhat)
         : GradTensors<S, C>(p, sums_dz, sums_dz_xhat),
-          row_sums(k.row_sums[p.activation]),
-          grad_rows(k.grad_rows[streams_grad<S>(p.batch * p.channels * p.spatial)][p.activation]),
+          row_sums(k.nchw_grad.row_sums[p.activation]),
+          grad_rows(k.nchw_grad.grad_rows[streams_grad<S>(p.batch * p.channels * p.spatial)]
+                                         [p.activation]),
+          exact_grad(k.exact_grad[p.activation]),
           spatial(p.spatial),
           groups_per_example(p.num_groups),
           channels_per_group(p.channels / p.num_groups),
@@ -56,6 +61,7 @@ struct NchwGradLayout : GradTensors<S, C> {
     void reserve(Worker& w) const {
         const size_t n = static_cast<size_t>(channels_per_group);
         grow(w.weight, n), grow(w.scale, n), grow(w.shift, n);
+        if (sizeof(C) == 4) w.exact_channels.reserve(n);
         w.params_of = -1;  // (the scratch outlives the call)
     }
 
@@ -112,10 +118,24 @@ struct NchwGradLayout : GradTensors<S, C> {
 
     void begin_item(Worker& w, int64_t group, const GradAccumulator* acc, bool owner) const {
         prepare_channels(w, group);
-        const GroupGrad grad = this->finish_group(
-            group / groups_per_example, static_cast<double>(this->rstd[group]),
-            (group % groups_per_example) * channels_per_group, channels_per_group,
-            static_cast<double>(group_size), acc, owner);
+        const int64_t example = group / groups_per_example;
+        const int64_t c0 = (group % groups_per_example) * channels_per_group;
+        const double rstd_g = static_cast<double>(this->rstd[group]);
+        const double values = static_cast<double>(group_size);
+        GroupGrad grad = this->group_grad(rstd_g, c0, channels_per_group, values, acc);
+        w.exact = float_grad_unreliable(rstd_g, this->weight, c0, channels_per_group, acc, grad);
+        if (w.exact) {  // the group again, in double (every thread that takes part of it)
+            ExactGradChannels& e = w.exact_channels;
+            this->fold_exact(e, 0, static_cast<double>(this->mean[group]), rstd_g, c0,
+                             channels_per_group);
+            exact_grad(this->x + group * group_size, this->dy + group * group_size, nullptr,
+                       channels_per_group, spatial, true, e.params(), e.sums.data());
+            grad = this->group_grad(rstd_g, c0, channels_per_group, values, e.sums.data());
+            if (owner) this->keep_sums(example, rstd_g, c0, channels_per_group, e.sums.data());
+            for (int64_t i = 0; i < channels_per_group; ++i) e.slope[i] = grad.slope, e.offset[i] = grad.offset;
+            return;
+        }
+        if (owner) this->keep_sums(example, rstd_g, c0, channels_per_group, acc);
         w.params.slope = saturate<C>(grad.slope);
         w.params.offset = saturate<C>(grad.offset);
     }
@@ -136,8 +156,13 @@ struct NchwGradLayout : GradTensors<S, C> {
                 rows = (end - pos) / spatial;
                 len = spatial;
             }
-            grad_rows(this->x + base + pos, this->dy + base + pos, this->dx + base + pos, rows, len,
-                      from_row(w, row));
+            if (w.exact) {
+                exact_grad(this->x + base + pos, this->dy + base + pos, this->dx + base + pos, rows,
+                           len, true, w.exact_channels.params(row), nullptr);
+            } else {
+                grad_rows(this->x + base + pos, this->dy + base + pos, this->dx + base + pos, rows,
+                          len, from_row(w, row));
+            }
             pos += rows * len;
         }
     }

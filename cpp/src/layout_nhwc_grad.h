@@ -20,6 +20,8 @@ struct NhwcGradLayout : GradTensors<S, C> {
     struct Worker {
         ThreadVector<C> center, weight, scale, shift, rstd, slope, offset, run_dz, run_dz_dev;
         int64_t params_of = -1;  // the example center ... rstd are for
+        bool exact;              // this example on the exact path
+        ExactGradChannels exact_channels;
         NhwcGradParams<C> params() const {
             return {center.data(), rstd.data(), slope.data(), offset.data(),
                     weight.data(), scale.data(), shift.data()};
@@ -28,14 +30,17 @@ struct NhwcGradLayout : GradTensors<S, C> {
 
     typename NhwcGradKernels<S, C>::ChannelSums channel_sums;
     typename NhwcGradKernels<S, C>::Run grad_run;
+    typename KernelsFor<S, C>::ExactGrad exact_grad;
     int64_t spatial, channels, groups, channels_per_group, rows_per_block;
     int64_t items, blocks_per_item;
 
-    NhwcGradLayout(const NhwcGradKernels<S, C>& k, const gncpu_backward_problem& p,
-                   double* sums_dz, double* sums_dz_xhat)
+    NhwcGradLayout(const KernelsFor<S, C>& k, const gncpu_backward_problem& p, double* sums_dz,
+                   double* sums_dz_xhat)
         : GradTensors<S, C>(p, sums_dz, sums_dz_xhat),
-          channel_sums(k.channel_sums[p.activation]),
-          grad_run(k.grad_run[streams_grad<S>(p.batch * p.channels * p.spatial)][p.activation]),
+          channel_sums(k.nhwc_grad.channel_sums[p.activation]),
+          grad_run(k.nhwc_grad.grad_run[streams_grad<S>(p.batch * p.channels * p.spatial)]
+                                       [p.activation]),
+          exact_grad(k.exact_grad[p.activation]),
           spatial(p.spatial),
           channels(p.channels),
           groups(p.num_groups),
@@ -57,6 +62,7 @@ struct NhwcGradLayout : GradTensors<S, C> {
         grow(w.center, padded), grow(w.weight, padded), grow(w.scale, padded), grow(w.shift, padded);
         grow(w.rstd, padded), grow(w.slope, padded), grow(w.offset, padded);
         grow(w.run_dz, padded), grow(w.run_dz_dev, padded);
+        if (sizeof(C) == 4) w.exact_channels.reserve(static_cast<size_t>(channels));
         w.params_of = -1;  // (the scratch outlives the call)
     }
 
@@ -92,15 +98,44 @@ struct NhwcGradLayout : GradTensors<S, C> {
     void begin_item(Worker& w, int64_t example, const GradAccumulator* acc, bool owner) const {
         prepare_channels(w, example);
         const double values = static_cast<double>(channels_per_group * spatial);
+        w.exact = false;
+        for (int64_t g = 0; g < groups && sizeof(C) == 4 && !w.exact; ++g) {
+            const int64_t c0 = g * channels_per_group;
+            const double rstd_g = static_cast<double>(this->rstd[example * groups + g]);
+            w.exact = float_grad_unreliable(
+                rstd_g, this->weight, c0, channels_per_group, acc + c0,
+                this->group_grad(rstd_g, c0, channels_per_group, values, acc + c0));
+        }
+        if (w.exact) {  // the example again, in double (every thread that takes part of it)
+            ExactGradChannels& e = w.exact_channels;
+            for (int64_t g = 0; g < groups; ++g) {
+                this->fold_exact(e, g * channels_per_group,
+                                 static_cast<double>(this->mean[example * groups + g]),
+                                 static_cast<double>(this->rstd[example * groups + g]),
+                                 g * channels_per_group, channels_per_group);
+            }
+            const int64_t offset = example * spatial * channels;
+            exact_grad(this->x + offset, this->dy + offset, nullptr, spatial, channels, false,
+                       e.params(), e.sums.data());
+        }
         for (int64_t g = 0; g < groups; ++g) {
             const int64_t c0 = g * channels_per_group;
+            const double rstd_g = static_cast<double>(this->rstd[example * groups + g]);
+            const GradSums* exact_sums = w.exact_channels.sums.data() + c0;
             const GroupGrad grad =
-                this->finish_group(example, static_cast<double>(this->rstd[example * groups + g]),
-                                   c0, channels_per_group, values, acc + c0, owner);
-            const C slope = saturate<C>(grad.slope), offset = saturate<C>(grad.offset);
-            for (int64_t c = c0; c < c0 + channels_per_group; ++c) w.slope[c] = slope, w.offset[c] = offset;
+                w.exact ? this->group_grad(rstd_g, c0, channels_per_group, values, exact_sums)
+                        : this->group_grad(rstd_g, c0, channels_per_group, values, acc + c0);
+            if (owner && w.exact) this->keep_sums(example, rstd_g, c0, channels_per_group, exact_sums);
+            if (owner && !w.exact) this->keep_sums(example, rstd_g, c0, channels_per_group, acc + c0);
+            for (int64_t c = c0; c < c0 + channels_per_group; ++c) {
+                if (w.exact) {
+                    w.exact_channels.slope[c] = grad.slope, w.exact_channels.offset[c] = grad.offset;
+                } else {
+                    w.slope[c] = saturate<C>(grad.slope), w.offset[c] = saturate<C>(grad.offset);
+                }
+            }
         }
-        wrap(w.slope, channels), wrap(w.offset, channels);
+        if (!w.exact) wrap(w.slope, channels), wrap(w.offset, channels);
     }
 
     void finish_blocks(Worker& w, int64_t example, int64_t first_block, int64_t end_block) const {
@@ -108,6 +143,11 @@ struct NhwcGradLayout : GradTensors<S, C> {
         const int64_t r0 = first_block * rows_per_block;
         const int64_t r1 = end_block * rows_per_block < spatial ? end_block * rows_per_block : spatial;
         const int64_t offset = (example * spatial + r0) * channels;
+        if (w.exact) {
+            exact_grad(this->x + offset, this->dy + offset, this->dx + offset, r1 - r0, channels,
+                       false, w.exact_channels.params(), nullptr);
+            return;
+        }
         grad_run(this->x + offset, this->dy + offset, this->dx + offset, r1 - r0, channels,
                  w.params());
     }

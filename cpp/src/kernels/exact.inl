@@ -86,3 +86,36 @@ void exact_normalize_nhwc(const typename S::Stored* x, typename S::Stored* y, in
         });
     }
 }
+
+// The backward pass in double (see KernelsFor::exact_grad).
+template <class S, int kAct>
+void exact_grad(const typename S::Stored* x, const typename S::Stored* dy, typename S::Stored* dx,
+                int64_t outer, int64_t inner, bool channel_is_outer, const ExactGradParams& p,
+                GradSums* sums) {
+    const auto dz_of = [&](double dev, double g, int64_t c) {
+        if (kAct == GNCPU_ACT_NONE) return g;
+        const double z = dev * p.scale[c] + p.shift[c];
+        if (kAct == GNCPU_ACT_RELU) return z <= 0.0 ? 0.0 : g;  // a select, as the lanes
+        return g * Activation<kAct>::grad_scalar(z);
+    };
+    for (int64_t o = 0; o < outer; ++o) {
+        const typename S::Stored* xo = x + o * inner;
+        const typename S::Stored* dyo = dy + o * inner;
+        if (dx == nullptr) {
+            for (int64_t i = 0; i < inner; ++i) {
+                const int64_t c = channel_is_outer ? o : i;
+                const double dev = static_cast<double>(S::to_compute(xo[i])) - p.center[c];
+                const double dz = dz_of(dev, static_cast<double>(S::to_compute(dyo[i])), c);
+                sums[c].dz += dz;
+                sums[c].dz_dev += dz * dev;
+            }
+            continue;
+        }
+        exact_store<S, GNCPU_ACT_NONE>(dx + o * inner, inner, [&](int64_t i) {
+            const int64_t c = channel_is_outer ? o : i;
+            const double dev = static_cast<double>(S::to_compute(xo[i])) - p.center[c];
+            const double dz = dz_of(dev, static_cast<double>(S::to_compute(dyo[i])), c);
+            return p.rstd[c] * (p.weight[c] * dz + p.slope[c] * dev + p.offset[c]);
+        });
+    }
+}

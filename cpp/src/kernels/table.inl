@@ -34,11 +34,17 @@ constexpr NhwcGradKernels<typename S::Stored, typename S::Lanes::T> nhwc_grad_ke
             {{&nhwc_grad_run<S, false, kActs>...}, {&nhwc_grad_run<S, true, kActs>...}}};
 }
 
+template <class S, int... kActs>
+constexpr KernelsFor<typename S::Stored, typename S::Lanes::T> kernels_for_each(
+        std::integer_sequence<int, kActs...> activations) {
+    return {nchw_kernels<S>(activations), nhwc_kernels<S>(activations),
+            nchw_grad_kernels<S>(activations), nhwc_grad_kernels<S>(activations),
+            {&exact_grad<S, kActs>...}};
+}
+
 template <class S>
 constexpr KernelsFor<typename S::Stored, typename S::Lanes::T> kernels_for() {
-    using Activations = std::make_integer_sequence<int, GNCPU_ACT_COUNT>;
-    return {nchw_kernels<S>(Activations{}), nhwc_kernels<S>(Activations{}),
-            nchw_grad_kernels<S>(Activations{}), nhwc_grad_kernels<S>(Activations{})};
+    return kernels_for_each<S>(std::make_integer_sequence<int, GNCPU_ACT_COUNT>{});
 }
 
 constexpr KernelTable make_kernel_table(const char* name) {
