@@ -2,12 +2,14 @@
 
     python bench/run.py --threads 1,2 --json bench/results/latest.json
     python bench/run.py --threads 1,2 --dtype bfloat16 --json bench/results/latest-bfloat16.json
+    python bench/backward.py --threads 1,2 --json bench/results/backward.json
     python bench/update_readme.py bench/results/latest.json [bench/results/latest-*.json ...]
 
 The first file (float32, NCHW, no activation) fills the main table; each
 further file (another dtype, --channels-last or --activation) adds a compact
 table to the inference-paths section; a --busy file fills the busy-machine
-table.  Replaces the lines between the markers in README.md.
+table; bench/backward.py's files fill the backward table.  Replaces the lines
+between the markers in README.md.
 """
 
 import json
@@ -20,6 +22,8 @@ VARIANTS_START = "<!-- bench-variants-start -->"
 VARIANTS_END = "<!-- bench-variants-end -->"
 BUSY_START = "<!-- bench-busy-start -->"
 BUSY_END = "<!-- bench-busy-end -->"
+BACKWARD_START = "<!-- bench-backward-start -->"
+BACKWARD_END = "<!-- bench-backward-end -->"
 PEERS = ["torch", "torch.compile", "onnxruntime", "openvino", "numpy"]
 TITLES = {"torch": "PyTorch", "torch.compile": "torch.compile", "onnxruntime": "ONNX Runtime",
           "openvino": "OpenVINO", "numpy": "NumPy"}
@@ -173,6 +177,57 @@ def render_busy(data):
     return out
 
 
+def is_backward(data):
+    return any("x_floor" in r for r in data.get("rows", []))
+
+
+def render_backward(datasets):
+    """bench/backward.py: per file and thread count, each implementation's time
+    ÷ the backward's floor, and gncpu's speed-up over PyTorch's backwards."""
+    m = datasets[0]["machine"]
+    out = [f"Measured by `bench/backward.py` on {m['cpu']} ({m['cores']} CPUs), ISA "
+           f"`{m['isa']}`: time ÷ the floor (x and dy read once, dx written once: the faster "
+           "of a multithreaded XOR of x and dy into dx and 1.5 copies of x), µs for the tiny "
+           "shape; each computes dx, dweight and dbias. PyTorch: autograd of `F.group_norm` "
+           "(then the activation), backward only; torch.compile: the backward graph Inductor "
+           "made of the same; gncpu.torch: autograd through gncpu's operator. dx error: "
+           "largest |error| ÷ largest |dx|, against the float64 oracle."]
+    impls = ["gncpu out=", "gncpu", "gncpu.torch", "torch", "torch.compile"]
+    titles = {"gncpu out=": "gncpu `out=`", "gncpu": "gncpu", "gncpu.torch": "gncpu.torch",
+              "torch": "PyTorch", "torch.compile": "torch.compile"}
+    for data in datasets:
+        for threads in sorted({r["threads"] for r in data["rows"]}):
+            rows = [r for r in data["rows"] if r["threads"] == threads]
+            title = variant_title(data) + f", {threads} thread{'s' if threads > 1 else ''}"
+            head = (["shape"] + [titles[i] for i in impls]
+                    + ["gncpu vs fastest PyTorch", "gncpu dx error", "PyTorch dx error"])
+            out += ["", f"**Backward, {title}**", "", "| " + " | ".join(head) + " |",
+                    "|" + "---|" * len(head)]
+            ratios = []
+            for shape in dict.fromkeys(r["shape"] for r in rows):
+                by_impl = {r["impl"]: r for r in rows if r["shape"] == shape}
+                first = by_impl["gncpu"]
+                tiny = is_tiny(shape, first)
+                cells = [f"{shape} ({'×'.join(map(str, first['dims']))}, G={first['groups']})"]
+                for impl in impls:
+                    r = by_impl.get(impl)
+                    cells.append("–" if r is None else f"{r['seconds'] * 1e6:.1f} µs" if tiny
+                                 else f"{r['x_floor']:.2f}×")
+                theirs = [by_impl[p]["seconds"] for p in ("torch", "torch.compile") if p in by_impl]
+                if theirs:
+                    ratios.append(min(theirs) / first["seconds"])
+                cells.append(f"**{ratios[-1]:.1f}×**" if theirs else "–")
+                for impl in ("gncpu", "torch"):
+                    err = by_impl.get(impl, {}).get("max_rel_error")
+                    cells.append(f"{err:.0e}" if err is not None else "–")
+                out.append("| " + " | ".join(cells) + " |")
+            if ratios:
+                geomean = 2.0 ** (sum(__import__("math").log2(v) for v in ratios) / len(ratios))
+                out += ["", f"Geometric-mean speed-up over the fastest PyTorch backward: "
+                            f"**{geomean:.1f}×** (worst shape {min(ratios):.1f}×)."]
+    return out
+
+
 def replace_between(text, start, end, lines):
     if start not in text or end not in text:
         sys.exit(f"README.md lacks the markers {start} / {end}")
@@ -186,7 +241,8 @@ def main(argv):
         sys.exit(__doc__)
     datasets = [json.loads(Path(a).read_text()) for a in argv[1:]]
     busy = [d for d in datasets if "busy" in d]
-    datasets = [d for d in datasets if "busy" not in d]
+    backward = [d for d in datasets if is_backward(d)]
+    datasets = [d for d in datasets if "busy" not in d and not is_backward(d)]
     readme = Path(__file__).resolve().parent.parent / "README.md"
     text = readme.read_text()
     if datasets:
@@ -195,6 +251,8 @@ def main(argv):
         text = replace_between(text, VARIANTS_START, VARIANTS_END, render_variants(datasets[1:]))
     if busy:
         text = replace_between(text, BUSY_START, BUSY_END, render_busy(busy[0]))
+    if backward:
+        text = replace_between(text, BACKWARD_START, BACKWARD_END, render_backward(backward))
     readme.write_text(text)
     print(f"README.md tables updated from {', '.join(argv[1:])}")
 
