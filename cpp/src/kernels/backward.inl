@@ -265,8 +265,11 @@ void nhwc_grad_run_from(const typename S::Stored* x, const typename S::Stored* d
         while (ch >= channels) ch -= channels;
         return ch;
     };
+    // The parameters' pointers as locals: read through p, GCC reloads each
+    // from memory after every store to dx (it cannot rule out aliasing).
+    const NhwcGradParams<typename L::T> q = p;
     for (; e + W <= total; e += W, c = next_channel(c))
-        put(dx + e, nhwc_grad_lanes<S, kAct>(S::load(x + e), S::load(dy + e), p, c));
+        put(dx + e, nhwc_grad_lanes<S, kAct>(S::load(x + e), S::load(dy + e), q, c));
     if (e < total) {
         store_partial<S>(dx + e, nhwc_grad_lanes<S, kAct>(load_partial<S>(x + e, total - e),
                                                           load_partial<S>(dy + e, total - e), p, c),
