@@ -2,9 +2,9 @@
 // `spatial` rows of `channels` values, in which a group is a band of
 // channels_per_group columns.  Rows are cut into fixed blocks (their number
 // depends on the channel count only, never on the thread count); per block the
-// kernel sums deviations per channel, and block_moments turns them into
+// kernel sums deviations per channel, and block_partials turns them into
 // per-group moments (re-summing the block about the found means when a
-// first-row center was poor, as the NCHW block_moments does).
+// first-row center was poor, as the NCHW layout does).
 #ifndef GNCPU_LAYOUT_NHWC_H
 #define GNCPU_LAYOUT_NHWC_H
 
