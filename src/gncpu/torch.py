@@ -115,6 +115,27 @@ _empty_like = torch.empty_like
 _raw = _core._group_norm_raw
 
 
+def _as_kernel_param(p, channels, pdtype, name):
+    """weight or bias as the kernel reads it: None, or a contiguous CPU tensor
+    of the parameter type (as it is in the common case: a few attribute reads)."""
+    if p is None or (isinstance(p, _Tensor) and p.dtype is pdtype and p.is_cpu and p.ndim == 1
+                     and p.shape[0] == channels and p.is_contiguous()):
+        return p
+    return _param(p, channels, pdtype, name)
+
+
+def _in_kernel_layout(x, shape, channels, spatial):
+    """(x, its memory format, the gncpu_layout code): x as is when it is
+    contiguous or channels-last (the format torch's GroupNorm gives its
+    output), otherwise copied once into the one torch suggests."""
+    if x.is_contiguous() and not (len(shape) in (4, 5) and (channels == 1 or spatial == 1)):
+        return x, _CONTIGUOUS, _NCHW  # (shapes that are channels-last too go the long way)
+    memory_format = _memory_format(x)
+    if not x.is_contiguous(memory_format=memory_format):
+        x = x.contiguous(memory_format=memory_format)  # other strides: one copy
+    return x, memory_format, _NCHW if memory_format is _CONTIGUOUS else _NHWC
+
+
 def _forward(x, num_groups, weight, bias, eps, activation, with_stats):
     """The real kernel: y (and each group's mean and rstd, shape (N, G) of the
     parameter type) computed by gncpu on x's memory.  x, weight and bias are
@@ -129,21 +150,9 @@ def _forward(x, num_groups, weight, bias, eps, activation, with_stats):
     rows = batch * channels
     spatial = x.numel() // rows if rows else _spatial(x)
     pdtype = _FLOAT64 if dtype == 1 else _FLOAT32
-    if weight is not None and not (
-            isinstance(weight, _Tensor) and weight.dtype is pdtype and weight.is_cpu and weight.ndim == 1
-            and weight.shape[0] == channels and weight.is_contiguous()):
-        weight = _param(weight, channels, pdtype, "weight")
-    if bias is not None and not (
-            isinstance(bias, _Tensor) and bias.dtype is pdtype and bias.is_cpu and bias.ndim == 1
-            and bias.shape[0] == channels and bias.is_contiguous()):
-        bias = _param(bias, channels, pdtype, "bias")
-    if x.is_contiguous() and not (len(shape) in (4, 5) and (channels == 1 or spatial == 1)):
-        memory_format = _CONTIGUOUS  # (shapes that are channels-last too go the long way)
-    else:
-        memory_format = _memory_format(x)
-        if not x.is_contiguous(memory_format=memory_format):
-            x = x.contiguous(memory_format=memory_format)  # other strides: one copy
-    layout = _NCHW if memory_format is _CONTIGUOUS else _NHWC
+    weight = _as_kernel_param(weight, channels, pdtype, "weight")
+    bias = _as_kernel_param(bias, channels, pdtype, "bias")
+    x, memory_format, layout = _in_kernel_layout(x, shape, channels, spatial)
     if with_stats:  # every value checked before allocating (num_groups sizes the statistics)
         _raw(dtype, layout, batch, channels, spatial, num_groups, eps, activation, 0, 0)
         mean = torch.empty((batch, num_groups), dtype=pdtype)
@@ -264,14 +273,8 @@ def _backward_kernel(grad_y, x, mean, rstd, num_groups, weight, bias, activation
     need_x, need_weight, need_bias = output_mask
     weight_dtype = pdtype if weight is None else _grad_dtype(weight, pdtype)
     bias_dtype = pdtype if bias is None else _grad_dtype(bias, pdtype)
-    if weight is not None and not (
-            isinstance(weight, _Tensor) and weight.dtype is pdtype and weight.is_cpu
-            and weight.ndim == 1 and weight.shape[0] == channels and weight.is_contiguous()):
-        weight = _param(weight, channels, pdtype, "weight")
-    if bias is not None and not (
-            isinstance(bias, _Tensor) and bias.dtype is pdtype and bias.is_cpu
-            and bias.ndim == 1 and bias.shape[0] == channels and bias.is_contiguous()):
-        bias = _param(bias, channels, pdtype, "bias")
+    weight = _as_kernel_param(weight, channels, pdtype, "weight")
+    bias = _as_kernel_param(bias, channels, pdtype, "bias")
     stats_shape = (batch, num_groups)
     if not (isinstance(mean, _Tensor) and mean.dtype is pdtype and mean.is_cpu
             and mean.shape == stats_shape and mean.is_contiguous()):
@@ -279,13 +282,7 @@ def _backward_kernel(grad_y, x, mean, rstd, num_groups, weight, bias, activation
     if not (isinstance(rstd, _Tensor) and rstd.dtype is pdtype and rstd.is_cpu
             and rstd.shape == stats_shape and rstd.is_contiguous()):
         rstd = _stats(rstd, stats_shape, pdtype, "rstd", x, num_groups, activation)
-    if x.is_contiguous() and not (len(shape) in (4, 5) and (channels == 1 or spatial == 1)):
-        memory_format = _CONTIGUOUS  # (shapes that are channels-last too go the long way)
-    else:
-        memory_format = _memory_format(x)
-        if not x.is_contiguous(memory_format=memory_format):
-            x = x.contiguous(memory_format=memory_format)  # other strides: one copy
-    layout = _NCHW if memory_format is _CONTIGUOUS else _NHWC
+    x, memory_format, layout = _in_kernel_layout(x, shape, channels, spatial)
     # grad_y in x's layout: read where it lies, or copied once (an expanded
     # gradient, another memory format), and then that copy takes dx in place.
     if grad_y.is_contiguous(memory_format=memory_format):
