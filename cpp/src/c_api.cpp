@@ -251,7 +251,7 @@ gncpu_status gncpu_group_norm(const gncpu_problem* problem) {
     const gncpu::KernelTable& table = gncpu::active_kernels();
     switch (problem->dtype) {
 #define GNCPU_DTYPE_CASE(value, field, Stored, Compute, storage) \
-    case value: return gncpu::run(table.field, *problem);
+    case value: return gncpu::run(*table.field, *problem);
         GNCPU_DTYPE_LIST(GNCPU_DTYPE_CASE)
 #undef GNCPU_DTYPE_CASE
         case GNCPU_DTYPE_COUNT: break;
@@ -269,7 +269,7 @@ gncpu_status gncpu_group_norm_backward(const gncpu_backward_problem* problem) {
     const gncpu::KernelTable& table = gncpu::active_kernels();
     switch (problem->dtype) {
 #define GNCPU_DTYPE_CASE(value, field, Stored, Compute, storage) \
-    case value: return gncpu::run_backward(table.field, *problem);
+    case value: return gncpu::run_backward(*table.field, *problem);
         GNCPU_DTYPE_LIST(GNCPU_DTYPE_CASE)
 #undef GNCPU_DTYPE_CASE
         case GNCPU_DTYPE_COUNT: break;

@@ -46,6 +46,37 @@ bool cpu_runs(int isa) {
     return false;
 }
 
+// An ISA's table with every dtype filled in: a dtype its kernel file does not
+// build comes from the next ISA down the list that the CPU runs and that
+// builds it (the portable kernel builds all).  Made once, by plain copies in
+// baseline code, on first use.
+struct ResolvedTables {
+    KernelTable table[kIsaCount];
+
+    ResolvedTables() : table{} {
+        for (int isa = 0; isa < kIsaCount; ++isa) {
+            const KernelTable* own = compiled_table(isa);
+            if (own == nullptr) continue;
+            KernelTable& t = table[isa];
+            t = *own;
+#define GNCPU_RESOLVE_FIELD(value, field, Stored, Compute, storage)                 \
+    for (int below = isa - 1; t.field == nullptr && below >= 0; --below) {          \
+        const KernelTable* lower = compiled_table(below);                           \
+        if (lower != nullptr && (below == kIsaSCALAR || cpu_runs(below))) {         \
+            t.field = lower->field;                                                 \
+        }                                                                           \
+    }
+            GNCPU_DTYPE_LIST(GNCPU_RESOLVE_FIELD)
+#undef GNCPU_RESOLVE_FIELD
+        }
+    }
+};
+
+const KernelTable& resolved_table(int isa) {
+    static const ResolvedTables tables;  // thread-safe first use
+    return tables.table[isa];
+}
+
 // The list runs from the portable kernel up: the last supported entry wins.
 int best_isa() {
     for (int isa = kIsaCount - 1; isa > 0; --isa) {
@@ -62,7 +93,7 @@ std::atomic<int>& active_isa_slot() {
 }  // namespace
 
 const KernelTable& active_kernels() {
-    return *compiled_table(active_isa_slot().load(std::memory_order_acquire));
+    return resolved_table(active_isa_slot().load(std::memory_order_acquire));
 }
 
 }  // namespace gncpu

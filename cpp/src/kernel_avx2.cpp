@@ -22,6 +22,7 @@ struct F32 {
     static V set1(T v) { return _mm256_set1_ps(v); }
     static V load(const T* p) { return _mm256_loadu_ps(p); }
     static void store(T* p, V v) { _mm256_storeu_ps(p, v); }
+    static constexpr bool non_temporal = true;
     static void stream(T* p, V v) { _mm256_stream_ps(p, v); }  // p 32-byte aligned
     static V add(V a, V b) { return _mm256_add_ps(a, b); }
     static V sub(V a, V b) { return _mm256_sub_ps(a, b); }
@@ -86,6 +87,7 @@ struct F64 {
     static V set1(T v) { return _mm256_set1_pd(v); }
     static V load(const T* p) { return _mm256_loadu_pd(p); }
     static void store(T* p, V v) { _mm256_storeu_pd(p, v); }
+    static constexpr bool non_temporal = true;
     static void stream(T* p, V v) { _mm256_stream_pd(p, v); }
     static V add(V a, V b) { return _mm256_add_pd(a, b); }
     static V sub(V a, V b) { return _mm256_sub_pd(a, b); }

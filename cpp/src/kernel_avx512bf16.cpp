@@ -1,6 +1,8 @@
 // AVX-512 with BF16 (vcvtneps2bf16): the avx512 lanes, whose float -> bfloat16
 // rounding becomes one instruction when this file is compiled with
-// -mavx512bf16; everything else is the avx512 kernel.  The dispatcher calls
+// -mavx512bf16; everything else is the avx512 kernel.  So this file builds
+// the bfloat16 kernels alone: for the other dtypes the dispatcher uses
+// avx512's, the next ISA down the list (kernel_table.h).  The dispatcher calls
 // into it only after cpuid (leaf 7, subleaf 1) says the CPU has AVX512_BF16.
 #if !defined(__AVX512BF16__)
 #error "kernel_avx512bf16.cpp needs -mavx512bf16 (MSVC has no switch for it: setup.py skips it there)"
@@ -28,6 +30,7 @@ namespace {
 
 #include "lanes_avx512.inl"
 
+#define GNCPU_KERNEL_BUILDS(dtype) ((dtype) == GNCPU_BF16)
 #include "kernels/loops.inl"
 
 }  // namespace

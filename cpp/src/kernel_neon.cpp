@@ -21,7 +21,8 @@ struct F32 {
     static V set1(T v) { return vdupq_n_f32(v); }
     static V load(const T* p) { return vld1q_f32(p); }
     static void store(T* p, V v) { vst1q_f32(p, v); }
-    static void stream(T* p, V v) { vst1q_f32(p, v); }  // no portable NT store
+    static constexpr bool non_temporal = false;  // no portable NT store: stream() stores
+    static void stream(T* p, V v) { vst1q_f32(p, v); }
     static V add(V a, V b) { return vaddq_f32(a, b); }
     static V sub(V a, V b) { return vsubq_f32(a, b); }
     static V mul_add(V a, V b, V c) { return vfmaq_f32(c, a, b); }
@@ -71,6 +72,7 @@ struct F64 {
     static V set1(T v) { return vdupq_n_f64(v); }
     static V load(const T* p) { return vld1q_f64(p); }
     static void store(T* p, V v) { vst1q_f64(p, v); }
+    static constexpr bool non_temporal = false;
     static void stream(T* p, V v) { vst1q_f64(p, v); }
     static V add(V a, V b) { return vaddq_f64(a, b); }
     static V sub(V a, V b) { return vsubq_f64(a, b); }

@@ -36,6 +36,7 @@ struct PortableLanes {
     static void store(T* p, V v) {
         for (int i = 0; i < N; ++i) p[i] = v.lane[i];
     }
+    static constexpr bool non_temporal = false;  // stream() is a plain store
     static void stream(T* p, V v) { store(p, v); }
     static V add(V a, V b) {
         for (int i = 0; i < N; ++i) a.lane[i] += b.lane[i];

@@ -170,9 +170,14 @@ struct KernelsFor {
     ExactGrad exact_grad[GNCPU_ACT_COUNT];
 };
 
+// One ISA's kernels, a pointer per dtype.  Null: that ISA's kernel file does
+// not build the dtype because it would compile to the same code as the ISA
+// below it (avx512bf16 differs from avx512 in bfloat16 alone); the dispatcher
+// then uses the next ISA down the list that builds it (dispatch.cpp).
 struct KernelTable {
     const char* name;
-#define GNCPU_TABLE_FIELD(value, field, Stored, Compute, storage) KernelsFor<Stored, Compute> field;
+#define GNCPU_TABLE_FIELD(value, field, Stored, Compute, storage) \
+    const KernelsFor<Stored, Compute>* field;
     GNCPU_DTYPE_LIST(GNCPU_TABLE_FIELD)
 #undef GNCPU_TABLE_FIELD
 };

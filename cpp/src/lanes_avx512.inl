@@ -11,6 +11,7 @@ struct F32 {
     static V set1(T v) { return _mm512_set1_ps(v); }
     static V load(const T* p) { return _mm512_loadu_ps(p); }
     static void store(T* p, V v) { _mm512_storeu_ps(p, v); }
+    static constexpr bool non_temporal = true;
     static void stream(T* p, V v) { _mm512_stream_ps(p, v); }  // p 64-byte aligned
     static V add(V a, V b) { return _mm512_add_ps(a, b); }
     static V sub(V a, V b) { return _mm512_sub_ps(a, b); }
@@ -82,6 +83,7 @@ struct F64 {
     static V set1(T v) { return _mm512_set1_pd(v); }
     static V load(const T* p) { return _mm512_loadu_pd(p); }
     static void store(T* p, V v) { _mm512_storeu_pd(p, v); }
+    static constexpr bool non_temporal = true;
     static void stream(T* p, V v) { _mm512_stream_pd(p, v); }
     static V add(V a, V b) { return _mm512_add_pd(a, b); }
     static V sub(V a, V b) { return _mm512_sub_pd(a, b); }

@@ -4,7 +4,8 @@
 // file has defined two lane types, F32 and F64, each providing:
 //   T, V, width, zero(), set1(T), load(const T*), store(T*, V),
 //   stream(T*, V) (a non-temporal store to a width-aligned address, or a plain
-//   store where the ISA has none), add(V, V), sub(V, V), mul(V, V), mul_add(a, b, c) = a*b + c,
+//   store where the ISA has none), non_temporal (whether stream() is one: if
+//   not, the table reuses the plain loops for streaming), add(V, V), sub(V, V), mul(V, V), mul_add(a, b, c) = a*b + c,
 //   first_lanes(k, a, b) (lanes [0, k) of a and the rest of b, 0 < k < width),
 // and a function fence_streams() that orders streaming stores.
 // F32 also provides
