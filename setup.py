@@ -285,8 +285,9 @@ class BuildExt(build_ext):
                 kernels.append((name, flags))
             # Compiled in the same pool as the extension's own sources, the
             # portable kernel too (with the baseline CPU's flags).
+            portable = [] if msvc else ["-Wno-psabi"]  # see kernel_scalar.cpp
             kernel_jobs = [(f"{CPP_SRC}/kernel_{name}.cpp", kernel_opt + common + flags)
-                           for name, flags in [("scalar", [])] + kernels]
+                           for name, flags in [("scalar", portable)] + kernels]
             if not msvc and manylinux_policy():
                 kernel_jobs.append((MANYLINUX_SOURCE, glue_opt + common))
             self.compiler.compile = compile_in_one_pool(plain_compile, kernel_jobs,

@@ -12,75 +12,93 @@ namespace gncpu {
 namespace scalar_isa {
 namespace {
 
-// A fixed number of lanes held in an array: the same accumulation structure
-// as the AVX2 kernel (so the same accuracy), and loops the compiler can
-// vectorise for the baseline ISA (SSE2 on x86-64, NEON on AArch64).
+// N values of T as one vector.  With GCC, a vector extension type: the
+// compiler lowers its operators to the baseline ISA's registers (SSE2 pairs on
+// x86-64, NEON on AArch64), and the file compiles in ~60% of the time the
+// array form takes (its per-lane loops had to be unrolled and re-vectorised:
+// this file was the longest of the build).  Elsewhere (clang, MSVC), an array
+// with the same operators.  Either way each lane is one IEEE operation in the
+// same order, so the values are the same (GNCPU_PORTABLE_ARRAYS picks the
+// array form with GCC too, to test it).
+#if defined(__GNUC__) && !defined(__clang__) && !defined(GNCPU_PORTABLE_ARRAYS)
+// (Every function here has internal linkage, so GCC's -Wpsabi note that a
+// 32-byte vector argument's ABI differs without AVX is moot: the build passes
+// -Wno-psabi for this file.)
+template <class T, int N>
+struct PortableVectorOf {
+    typedef T type __attribute__((vector_size(N * sizeof(T))));
+};
+template <class T, int N>
+using PortableVector = typename PortableVectorOf<T, N>::type;
+#else
+template <class T, int N>
+struct PortableVector {
+    T lane[N];
+    T& operator[](int i) { return lane[i]; }
+    const T& operator[](int i) const { return lane[i]; }
+#define GNCPU_LANEWISE(op)                                             \
+    friend PortableVector operator op(PortableVector a, PortableVector b) { \
+        for (int i = 0; i < N; ++i) a.lane[i] = a.lane[i] op b.lane[i];    \
+        return a;                                                          \
+    }
+    GNCPU_LANEWISE(+)
+    GNCPU_LANEWISE(-)
+    GNCPU_LANEWISE(*)
+    GNCPU_LANEWISE(/)
+#undef GNCPU_LANEWISE
+    friend PortableVector operator-(PortableVector a) {
+        for (int i = 0; i < N; ++i) a.lane[i] = -a.lane[i];
+        return a;
+    }
+};
+#endif
+
+// The portable lanes: the same accumulation structure as the AVX2 kernel (so
+// the same accuracy).
 template <class Scalar, int N>
 struct PortableLanes {
     using T = Scalar;
-    struct V {
-        T lane[N];
-    };
+    using V = PortableVector<T, N>;
     static constexpr int width = N;
     static V zero() { return set1(T(0)); }
     static V set1(T value) {
         V r;
-        for (int i = 0; i < N; ++i) r.lane[i] = value;
+        for (int i = 0; i < N; ++i) r[i] = value;
         return r;
     }
     static V load(const T* p) {
         V r;
-        for (int i = 0; i < N; ++i) r.lane[i] = p[i];
+        memcpy(&r, p, sizeof(r));
         return r;
     }
-    static void store(T* p, V v) {
-        for (int i = 0; i < N; ++i) p[i] = v.lane[i];
-    }
+    static void store(T* p, V v) { memcpy(p, &v, sizeof(v)); }
     static constexpr bool non_temporal = false;  // stream() is a plain store
     static void stream(T* p, V v) { store(p, v); }
-    static V add(V a, V b) {
-        for (int i = 0; i < N; ++i) a.lane[i] += b.lane[i];
-        return a;
-    }
-    static V sub(V a, V b) {
-        for (int i = 0; i < N; ++i) a.lane[i] -= b.lane[i];
-        return a;
-    }
+    static V add(V a, V b) { return a + b; }
+    static V sub(V a, V b) { return a - b; }
     // Two roundings: the build passes -ffp-contract=off so this stays the same
     // whether or not the target has FMA.
-    static V mul_add(V a, V b, V c) {
-        for (int i = 0; i < N; ++i) c.lane[i] = a.lane[i] * b.lane[i] + c.lane[i];
-        return c;
-    }
+    static V mul_add(V a, V b, V c) { return a * b + c; }
     static V first_lanes(int k, V a, V b) {  // lanes [0, k) of a, the rest of b
-        for (int i = k; i < N; ++i) a.lane[i] = b.lane[i];
+        for (int i = k; i < N; ++i) a[i] = b[i];
         return a;
     }
     // For the float32 activation math (see kernels/activations.inl).
-    static V mul(V a, V b) {
-        for (int i = 0; i < N; ++i) a.lane[i] *= b.lane[i];
-        return a;
-    }
-    static V div(V a, V b) {
-        for (int i = 0; i < N; ++i) a.lane[i] /= b.lane[i];
-        return a;
-    }
+    static V mul(V a, V b) { return a * b; }
+    static V div(V a, V b) { return a / b; }
     // x86 semantics: the second operand when either is NaN.
     static V max(V a, V b) {
-        for (int i = 0; i < N; ++i) a.lane[i] = a.lane[i] > b.lane[i] ? a.lane[i] : b.lane[i];
+        for (int i = 0; i < N; ++i) a[i] = a[i] > b[i] ? a[i] : b[i];
         return a;
     }
     static V min(V a, V b) {
-        for (int i = 0; i < N; ++i) a.lane[i] = a.lane[i] < b.lane[i] ? a.lane[i] : b.lane[i];
+        for (int i = 0; i < N; ++i) a[i] = a[i] < b[i] ? a[i] : b[i];
         return a;
     }
-    static V neg_mul_sub(V a, V b, V c) {  // -(a*b) - c
-        for (int i = 0; i < N; ++i) c.lane[i] = -(a.lane[i] * b.lane[i]) - c.lane[i];
-        return c;
-    }
+    static V neg_mul_sub(V a, V b, V c) { return -(a * b) - c; }  // -(a*b) - c
     // a, with 0 where z <= 0 (NaN z keeps a): ReLU's derivative.
     static V zero_where_nonpositive(V z, V a) {
-        for (int i = 0; i < N; ++i) a.lane[i] = z.lane[i] <= T(0) ? T(0) : a.lane[i];
+        for (int i = 0; i < N; ++i) a[i] = z[i] <= T(0) ? T(0) : a[i];
         return a;
     }
     // 16-bit storage: exact software conversions (the codecs are defined in
@@ -100,7 +118,7 @@ struct PortableLanes {
     };
     static U as_bits(V v) {
         U r;
-        memcpy(r.lane, v.lane, sizeof(r.lane));
+        memcpy(r.lane, &v, sizeof(r.lane));
         return r;
     }
     static U bits_set1(uint32_t value) {
@@ -125,7 +143,7 @@ struct PortableLanes {
         return a;
     }
     static U select_nan(V v, U if_nan, U otherwise) {
-        for (int i = 0; i < N; ++i) otherwise.lane[i] = v.lane[i] != v.lane[i] ? if_nan.lane[i] : otherwise.lane[i];
+        for (int i = 0; i < N; ++i) otherwise.lane[i] = v[i] != v[i] ? if_nan.lane[i] : otherwise.lane[i];
         return otherwise;
     }
     static H high_halves(U a) {
@@ -137,13 +155,11 @@ struct PortableLanes {
     // bits of t hold n + 127, which the shift moves into the exponent field.
     static V pow2_biased(V t) {  // float lanes only
         static_assert(sizeof(T) == 4, "float32 activation math");
+        uint32_t bits[N];
+        memcpy(bits, &t, sizeof(bits));
+        for (int i = 0; i < N; ++i) bits[i] <<= 23;
         V r;
-        for (int i = 0; i < N; ++i) {
-            uint32_t bits;
-            memcpy(&bits, &t.lane[i], sizeof(bits));
-            bits <<= 23;
-            memcpy(&r.lane[i], &bits, sizeof(bits));
-        }
+        memcpy(&r, bits, sizeof(r));
         return r;
     }
 };
@@ -158,19 +174,19 @@ inline void fence_streams() {}
 template <class Scalar, int N>
 typename PortableLanes<Scalar, N>::V PortableLanes<Scalar, N>::load_half(const uint16_t* p) {
     V r;
-    for (int i = 0; i < N; ++i) r.lane[i] = half_bits_to_float(p[i]);
+    for (int i = 0; i < N; ++i) r[i] = half_bits_to_float(p[i]);
     return r;
 }
 template <class Scalar, int N>
 typename PortableLanes<Scalar, N>::H PortableLanes<Scalar, N>::to_half(V v) {
     H r;
-    for (int i = 0; i < N; ++i) r.lane[i] = float_to_half_bits(v.lane[i]);
+    for (int i = 0; i < N; ++i) r.lane[i] = float_to_half_bits(v[i]);
     return r;
 }
 template <class Scalar, int N>
 typename PortableLanes<Scalar, N>::V PortableLanes<Scalar, N>::load_bf16(const uint16_t* p) {
     V r;
-    for (int i = 0; i < N; ++i) r.lane[i] = bf16_bits_to_float(p[i]);
+    for (int i = 0; i < N; ++i) r[i] = bf16_bits_to_float(p[i]);
     return r;
 }
 
