@@ -5,18 +5,33 @@
 #
 #   .ci/chroot.sh create SUITE ARCH ROOT [PACKAGE...]
 #       debootstrap --variant=minbase SUITE (amd64 or arm64) into ROOT, then
-#       apt-get install --no-install-recommends the packages
+#       apt-get install --no-install-recommends the packages; or, when a
+#       previous run on this machine left one, the root from the cache (below)
 #   .ci/chroot.sh run ROOT DIR COMMAND
 #       bash -c COMMAND inside ROOT as root, with /proc and a fresh /dev/shm
 #       mounted (multiprocessing and the fork test need them) and DIR
 #       bind-mounted at /ci; everything is unmounted when it returns
+#
+# The cache: each root created is kept as a tarball under
+# $GNCPU_CI_CACHE_DIR (default /var/cache/gncpu-ci; empty: no cache), named by
+# its recipe (suite, arch, packages, mirror and this script), written only
+# once the root is complete and under a temporary name renamed into place.
+# A later `create` of the same recipe extracts a fresh copy; an entry that
+# does not extract whole is deleted and the root created anew, and one older
+# than $GNCPU_CI_CACHE_DAYS (default 30) too, so that the packages follow
+# Debian's updates.  Storing an entry removes the other recipes' entries for
+# the same suite and arch.  Nothing depends on the cache: without it (a fresh
+# machine) every root is created.
 set -euo pipefail
 mirror=${GNCPU_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+cache_dir=${GNCPU_CI_CACHE_DIR-/var/cache/gncpu-ci}
+cache_days=${GNCPU_CI_CACHE_DAYS:-30}
 export DEBIAN_FRONTEND=noninteractive
 
 need_host_packages() {
     local need=() arch=$1
     command -v debootstrap >/dev/null || need+=(debootstrap)
+    [ -z "$cache_dir" ] || command -v zstd >/dev/null || need+=(zstd)
     if [ "$arch" != "$(dpkg --print-architecture)" ]; then
         command -v qemu-aarch64-static >/dev/null || need+=(qemu-user-static)
         command -v update-binfmts >/dev/null || need+=(binfmt-support)
@@ -62,19 +77,76 @@ in_root() {  # ROOT COMMAND: a clean environment; pip's certificate bundle if se
     chroot "$root" /usr/bin/env -i "${env[@]}" /bin/bash -c "$cmd"
 }
 
+recipe_key() {  # SUITE ARCH [PACKAGE...]: what the root is made of, hashed
+    local suite=$1 arch=$2; shift 2
+    { echo "$suite $arch $mirror"; printf '%s\n' "$@" | sort; cat "${BASH_SOURCE[0]}"; } |
+        sha256sum | cut -c1-16
+}
+
+# Extracts ENTRY into an empty ROOT; fails on a damaged archive (zstd checks
+# its checksum) or one that is not the recipe KEY.
+extract_cached() {  # ENTRY ROOT KEY
+    local entry=$1 root=$2 key=$3
+    mkdir -p "$root"
+    zstd -q -d -c "$entry" | tar --numeric-owner -xpf - -C "$root" &&
+        [ "$(cat "$root/etc/gncpu-ci-recipe" 2>/dev/null)" = "$key" ]
+}
+
+store_cached() {  # ROOT ENTRY KEY SUITE ARCH: write the entry, then prune the others
+    local root=$1 entry=$2 key=$3 suite=$4 arch=$5
+    local tmp="$entry.tmp.$$"
+    echo "$key" >"$root/etc/gncpu-ci-recipe"
+    if mkdir -p "$cache_dir" 2>/dev/null &&
+        tar --numeric-owner --one-file-system -cf - -C "$root" . | zstd -q -T0 -3 -o "$tmp" &&
+        mv -f "$tmp" "$entry"; then
+        local old
+        for old in "$cache_dir/$suite-$arch-"*.tar.zst; do
+            [ "$old" = "$entry" ] || rm -f "$old"
+        done
+        find "$cache_dir" -maxdepth 1 -name "$suite-$arch-*.tmp.*" -mmin +120 -delete 2>/dev/null || true
+        echo "   cached as $entry ($(du -h "$entry" | cut -f1))"
+    else
+        rm -f "$tmp"
+        echo "   (could not write the cache entry $entry; going on without it)" >&2
+    fi
+}
+
 create() {
     local suite=$1 arch=$2 root=$3; shift 3
     need_host_packages "$arch"
     [ "$arch" = "$(dpkg --print-architecture)" ] || enable_binfmt
-    local t=$SECONDS
+    local t=$SECONDS key="" entry=""
+    if [ -n "$cache_dir" ]; then
+        key=$(recipe_key "$suite" "$arch" "$@")
+        entry="$cache_dir/$suite-$arch-$key.tar.zst"
+        if [ -f "$entry" ] && [ -n "$(find "$entry" -mtime +"$cache_days")" ]; then
+            echo "   cache entry $entry is over $cache_days days old: created anew"
+            rm -f "$entry"
+        fi
+        if [ -f "$entry" ]; then
+            if extract_cached "$entry" "$root" "$key"; then
+                cp /etc/resolv.conf "$root/etc/resolv.conf"
+                echo "   $suite $arch root from the cache ($entry): $((SECONDS - t))s"
+                return
+            fi
+            echo "   cache entry $entry is unreadable or not this recipe: deleted, the root created anew" >&2
+            rm -f "$entry"
+            rm -rf --one-file-system "$root"
+        fi
+    fi
     debootstrap --variant=minbase --arch "$arch" "$suite" "$root" "$mirror" >"$root.debootstrap.log" 2>&1 ||
         { tail -30 "$root.debootstrap.log" >&2; exit 1; }
     echo "   debootstrap $suite $arch: $((SECONDS - t))s"
     cp /etc/resolv.conf "$root/etc/resolv.conf"
     if (($#)); then
         t=$SECONDS
-        in_root "$root" "apt-get update -qq && apt-get install -y -qq --no-install-recommends $* >/tmp/apt.log 2>&1 || { tail -30 /tmp/apt.log; exit 1; }"
+        in_root "$root" "apt-get update -qq && apt-get install -y -qq --no-install-recommends $* >/tmp/apt.log 2>&1 || { tail -30 /tmp/apt.log; exit 1; }; apt-get clean"
         echo "   apt-get install $*: $((SECONDS - t))s"
+    fi
+    if [ -n "$cache_dir" ]; then
+        t=$SECONDS
+        store_cached "$root" "$entry" "$key" "$suite" "$arch"
+        echo "   stored in $((SECONDS - t))s"
     fi
 }
 

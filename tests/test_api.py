@@ -12,6 +12,7 @@ from gncpu import reference
 from conftest import TOLERANCE, max_error, random_input
 
 
+@pytest.mark.smoke
 def test_isa_introspection():
     supported = gncpu.supported_isas()
     assert "scalar" in supported
@@ -20,6 +21,7 @@ def test_isa_introspection():
     assert gncpu.isa() in supported
 
 
+@pytest.mark.smoke
 def test_default_isa_is_the_best_supported():
     order = ["avx512bf16", "avx512", "avx2", "neon", "scalar"]
     best = next(name for name in order if name in gncpu.supported_isas())
@@ -30,10 +32,12 @@ def test_default_isa_is_the_best_supported():
     assert result.stdout.strip() == best
 
 
+@pytest.mark.smoke
 def test_set_isa(isa):
     assert gncpu.isa() == isa
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("name,error", [("sse9", ValueError), ("", ValueError),
                                         ("AVX2", ValueError), (2, TypeError)])
 def test_set_isa_rejects_unknown(name, error):
@@ -43,6 +47,7 @@ def test_set_isa_rejects_unknown(name, error):
     assert gncpu.isa() == before
 
 
+@pytest.mark.smoke
 def test_set_isa_rejects_compiled_but_unsupported():
     missing = set(gncpu.compiled_isas()) - set(gncpu.supported_isas())
     if not missing:
@@ -67,6 +72,7 @@ def test_gncpu_isa_environment_variable(name):
         assert result.stdout.strip() in gncpu.supported_isas()
 
 
+@pytest.mark.smoke
 def test_build_info():
     info = gncpu.build_info()
     assert info["openmp"] == gncpu.openmp_enabled()
@@ -176,11 +182,13 @@ def test_help_shows_the_real_docstrings():
     assert gncpu.GroupNorm.__doc__ and gncpu.reference.group_norm.__doc__
 
 
+@pytest.mark.smoke
 def test_build_info_names_the_compiler_and_its_version():
     compiler = gncpu.build_info()["compiler"]
     assert compiler == "msvc" or (compiler != "unix" and any(c.isdigit() for c in compiler)), compiler
 
 
+@pytest.mark.smoke
 def test_build_info_reports_the_cache_sizes_behind_the_schedule():
     info = gncpu.build_info()
     assert info["l2_cache_bytes"] >= 128 << 10 and info["l3_cache_bytes"] >= 1 << 20

@@ -148,6 +148,11 @@ SHAPES = [  # NCHW shape, groups
 ]
 
 
+# pytest -m smoke takes the rotating cases of these two shapes: between them
+# every dtype meets both layouts, and they cover every activation and affine.
+SMOKE_SHAPES = {0, 7}
+
+
 def _rotating_cases():
     """Every shape with every dtype.  Activation, affine and layout rotate so
     that each dtype and each shape meets every activation, affine and layout
@@ -160,6 +165,7 @@ def _rotating_cases():
             channels_last = bool((j // 2 + d) % 2)
             cases.append(pytest.param(shape, groups, dtype, activation, use_weight, use_bias,
                                       channels_last,
+                                      marks=[pytest.mark.smoke] if j in SMOKE_SHAPES else [],
                                       id=f"{shape}-{groups}-{dtype.name}-{activation}-"
                                          f"w{use_weight:d}b{use_bias:d}-{LAYOUTS[channels_last]}"))
     return cases
@@ -218,7 +224,8 @@ def test_offset_does_not_grow_the_error(isa, rng, mean, std, dtype, channels_las
 
 
 @pytest.mark.parametrize("channels_last", [False, True], ids=LAYOUTS.get)
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("dtype", [pytest.param(d, marks=pytest.mark.smoke) if d == np.float32
+                                   else d for d in DTYPES], ids=str)
 def test_schedules_and_thread_counts_give_the_same_bits(isa, schedule, restore_threads, rng,
                                                         dtype, channels_last):
     """Under every scheduling path (the split one cuts these groups across
@@ -349,6 +356,7 @@ def good_problem():
                         activation="silu")
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("changes,error,match", [
     (dict(num_groups=3), ValueError, "divide"),
     (dict(num_groups=0), ValueError, "positive"),
@@ -390,6 +398,7 @@ def _read_only(a):
     return a
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("out,error,match", [
     (np.full((2, 8, 16), SENTINEL, np.float32), ValueError, "shape"),
     (np.full((2, 8, 4, 4), SENTINEL, np.float64), TypeError, "dtype"),

@@ -5,6 +5,8 @@ import pytest
 
 import gncpu
 
+pytestmark = pytest.mark.smoke
+
 SENTINEL = -7.25
 
 

@@ -13,7 +13,7 @@ SHAPES = [  # NHWC shapes, groups
     ((1, 16, 16, 320), 32), ((2, 7, 9, 64), 8), ((2, 33, 12), 4), ((3, 5, 1), 1),
     ((1, 130, 100, 6), 3), ((2, 4, 4, 4, 8), 8), ((2, 3, 40), 40), ((2, 1000, 17), 17),
     # full strips of four vectors, then a partial vector (AVX-512: 85 = 64 + 16 + 5)
-    ((2, 130, 85), 5), ((1, 9, 100), 4),
+    pytest.param((2, 130, 85), 5, marks=pytest.mark.smoke), ((1, 9, 100), 4),
 ]
 
 
@@ -48,6 +48,7 @@ def test_outlier_first_rows_and_constant_groups(isa, rng):
     np.testing.assert_array_equal(y, np.broadcast_to(bias, y.shape))
 
 
+@pytest.mark.smoke
 def test_activation_stats_out_and_16bit(isa, rng):
     ml_dtypes = pytest.importorskip("ml_dtypes")
     x = random_input(rng, (2, 10, 10, 32))
@@ -80,6 +81,7 @@ def test_nchw_view_of_channels_last_data_uses_it_without_copy(isa, rng):
         np.moveaxis(y, 1, -1), gncpu.group_norm(nhwc, 16, channels_last=True))
 
 
+@pytest.mark.smoke
 def test_deterministic_over_threads(isa, restore_threads, rng):
     x = random_input(rng, (1, 64, 64, 96), mean=3.0)
     results = []

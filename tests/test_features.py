@@ -13,7 +13,7 @@ ACTIVATIONS = ["gelu", "relu", "silu"]
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dtype", [pytest.param(np.float32, marks=pytest.mark.smoke), np.float64])
 def test_fused_activation_matches_oracle(isa, schedule, rng, activation, dtype):
     x = random_input(rng, (2, 16, 19, 13), dtype, mean=1.0, std=3.0)
     weight, bias = random_affine(rng, 16, dtype)
@@ -66,6 +66,7 @@ def test_activation_at_infinity_and_nan(isa, activation, dtype):
     np.testing.assert_allclose(y[finite], expected[finite], rtol=0, atol=1e-36)
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("activation", ["silu", "gelu"])
 def test_activation_math_within_a_few_ulp(isa, rng, activation):
     """The vectorised float32 exp/erf, alone: each output against the float64
@@ -93,6 +94,7 @@ def test_activation_math_within_a_few_ulp(isa, rng, activation):
         assert np.max(np.abs(y - expected)[inside]) <= 5e-7
 
 
+@pytest.mark.smoke
 def test_activation_is_bitwise_deterministic(isa, restore_threads, rng):
     x = random_input(rng, (1, 8, 100, 100), mean=-2.0)
     results = []

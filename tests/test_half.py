@@ -13,8 +13,9 @@ DTYPES = [np.dtype(np.float16), np.dtype(ml_dtypes.bfloat16)]
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.name)
-@pytest.mark.parametrize("shape,groups", [((2, 64, 17, 19), 32), ((1, 6, 4099), 3),
-                                          ((3, 8), 4), ((2, 16, 7, 7), 1)])
+@pytest.mark.parametrize("shape,groups", [
+    pytest.param((2, 64, 17, 19), 32, marks=pytest.mark.smoke),
+    ((1, 6, 4099), 3), ((3, 8), 4), ((2, 16, 7, 7), 1)])
 def test_within_one_ulp_of_oracle(isa, schedule, rng, dtype, shape, groups):
     x = random_input(rng, shape, np.float32, mean=3.0, std=2.0).astype(dtype)
     weight, bias = random_affine(rng, shape[1])
@@ -23,6 +24,7 @@ def test_within_one_ulp_of_oracle(isa, schedule, rng, dtype, shape, groups):
     assert_within_one_ulp(y, reference.group_norm(x, groups, weight, bias))
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.name)
 def test_activation_stats_out_and_in_place(isa, rng, dtype):
     x = random_input(rng, (2, 8, 30, 30), np.float32, mean=-1.0).astype(dtype)
@@ -101,6 +103,7 @@ def test_16bit_weight_and_bias_are_accepted(rng, param_dtype):
     assert max_error(layer(x), expected) <= TOLERANCE[np.float32]
 
 
+@pytest.mark.smoke
 def test_bfloat16_rounding_is_one_rule_on_every_isa():
     """Every kernel rounds float32 to bfloat16 the same way (nearest even, NaN
     kept quiet), whether by integer operations or AVX-512 BF16's

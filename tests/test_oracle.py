@@ -13,9 +13,13 @@ from conftest import (KERNEL_AGREEMENT, TOLERANCE, assert_within_one_ulp, max_er
 # 4x-unrolled loops and the 2048-element statistics block.
 SPATIAL_SIZES = [1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129,
                  255, 257, 1023, 1025, 2047, 2048, 2049, 4097]
+# pytest -m smoke: one past each vector width's 4x-unrolled step, and past a block.
+SMOKE_SPATIAL_SIZES = {1, 17, 33, 65, 2049}
 
+# pytest -m smoke (the CI's short subset): a typical conv shape, and groups
+# of two statistics blocks and a ragged tail.
 SHAPES = [  # (shape, groups)
-    ((2, 64, 16, 16), 32),
+    pytest.param((2, 64, 16, 16), 32, marks=pytest.mark.smoke),
     ((1, 32, 8, 8), 32),
     ((3, 12, 7, 5), 4),
     ((2, 6, 33), 3),          # 1-D spatial
@@ -24,7 +28,7 @@ SHAPES = [  # (shape, groups)
     ((2, 16, 9, 9), 1),       # G = 1: layer norm over (C, spatial)
     ((2, 16, 9, 9), 16),      # G = C: instance norm
     ((1, 4, 1500), 1),        # a group larger than one statistics block
-    ((1, 3, 4099), 3),
+    pytest.param((1, 3, 4099), 3, marks=pytest.mark.smoke),
 ]
 
 
@@ -38,7 +42,9 @@ def test_matches_oracle(isa, schedule, rng, shape, groups, dtype):
     assert max_error(y, reference.group_norm(x, groups, weight, bias)) <= TOLERANCE[dtype]
 
 
-@pytest.mark.parametrize("spatial", SPATIAL_SIZES)
+@pytest.mark.parametrize("spatial", [
+    pytest.param(n, marks=pytest.mark.smoke) if n in SMOKE_SPATIAL_SIZES else n
+    for n in SPATIAL_SIZES])
 def test_vector_width_brackets(isa, rng, spatial):
     for dtype in (np.float32, np.float64):
         x = random_input(rng, (2, 6, spatial), dtype, mean=3.0)
@@ -178,6 +184,7 @@ def test_out_partially_overlapping_x(rng):
     assert max_error(out, expected) <= TOLERANCE[np.float32]
 
 
+@pytest.mark.smoke
 def test_input_is_not_modified(isa, rng):
     x = random_input(rng, (2, 8, 12, 12))
     weight, bias = random_affine(rng, 8)
@@ -209,6 +216,7 @@ def test_no_channels_takes_one_group_only():
             gncpu.group_norm(x, groups, return_stats=True)
 
 
+@pytest.mark.smoke
 def test_isas_agree_with_each_other(rng):
     """Every kernel within float32 rounding of every other one."""
     x = random_input(rng, (2, 64, 19, 23), mean=100.0)

@@ -7,6 +7,8 @@ import pytest
 
 import gncpu
 
+pytestmark = pytest.mark.smoke
+
 LARGE = (1, 16, 256, 256)  # 4 MiB of float32: the smallest cached size
 
 

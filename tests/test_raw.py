@@ -9,6 +9,8 @@ from gncpu import _core
 
 from conftest import random_affine, random_input
 
+pytestmark = pytest.mark.smoke
+
 F32, F64, F16 = 0, 1, 2
 NCHW, NHWC = 0, 1
 

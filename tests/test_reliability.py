@@ -23,6 +23,7 @@ def _child_group_norm(x):
 
 @pytest.mark.skipif(sys.platform == "win32" or "fork" not in multiprocessing.get_all_start_methods(),
                     reason="no fork on this platform")
+@pytest.mark.smoke
 def test_forked_child_completes_after_parent_used_threads(restore_threads, rng):
     x = random_input(rng, (2, 32, 64, 64))  # large enough for the parent to use threads
     gncpu.set_num_threads(max(2, os.cpu_count() or 2))
@@ -80,6 +81,7 @@ def _flush_to_zero_is_off():
     return subnormal != 0 and denormal_input != 0
 
 
+@pytest.mark.smoke
 def test_floating_point_state_is_left_alone(rng):
     assert _flush_to_zero_is_off()
     x = random_input(rng, (2, 8, 30, 30))

@@ -18,7 +18,8 @@ THREAD_COUNTS = [1, 2, 3, 4, 7]
 
 @pytest.mark.parametrize("shape,groups", [
     ((1, 320, 32, 32), 32),   # N*G = 32 whole groups
-    ((1, 8, 128, 128), 2),    # two large groups, split across threads
+    pytest.param((1, 8, 128, 128), 2,  # two large groups, split across threads
+                 marks=pytest.mark.smoke),
     ((3, 6, 40, 40), 3),      # N*G = 9: uneven over most thread counts
     ((2, 4, 3001), 4),        # rows cut mid-way by block boundaries
 ])
@@ -35,6 +36,7 @@ def test_bitwise_identical_for_any_thread_count(isa, schedule, restore_threads, 
         assert np.array_equal(y, results[0]), f"{threads} threads differ from 1 thread"
 
 
+@pytest.mark.smoke
 def test_concurrent_calls_from_python_threads(rng):
     inputs = [random_input(rng, (2, 32, 24, 24), mean=float(i)) for i in range(16)]
     expected = [gncpu.group_norm(x, 8) for x in inputs]

@@ -28,6 +28,9 @@ DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
 TOL = {torch.float32: 1e-5, torch.float64: 1e-12, torch.float16: 1e-2, torch.bfloat16: 2e-2}
 ACT_TOL = {torch.float32: 2e-5, torch.float64: 1e-12, torch.float16: 1e-2, torch.bfloat16: 2e-2}
 ACTIVATIONS = [None, "silu", "relu", "gelu"]
+# pytest -m smoke: the forward and the gradients with SiLU fused, in every
+# dtype and layout.
+SMOKE_ACTIVATIONS = [None, pytest.param("silu", marks=pytest.mark.smoke), "relu", "gelu"]
 
 
 def make(shape, dtype=torch.float32, layout="contiguous", seed=0, offset=0.0):
@@ -75,7 +78,7 @@ LAYOUT_SHAPES = [
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("layout,shape", LAYOUT_SHAPES)
-@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("activation", SMOKE_ACTIVATIONS)
 def test_every_dtype_and_layout_against_oracle_and_torch(dtype, layout, shape, activation):
     x = make(shape, dtype, layout)
     weight, bias = affine(shape[1], dtype)
@@ -179,6 +182,7 @@ def test_modes_inference_and_no_grad():
         assert torch.equal(gt.group_norm(x.requires_grad_(), 4), expected)
 
 
+@pytest.mark.smoke
 def test_import_gncpu_does_not_import_torch():
     code = "import sys, gncpu; gncpu.group_norm([[1.0, 2.0]], 1); assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -205,6 +209,7 @@ def bad_calls(x, weight):
     ]
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("grad", [False, True], ids=["eager", "autograd"])
 def test_bad_input_raises_clearly_and_writes_nothing(grad):
     x = make((2, 8, 4, 4))
@@ -420,7 +425,7 @@ GRAD_TOL = {torch.float64: 1e-10, torch.float32: 1e-5, torch.float16: 3e-2,
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
-@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("activation", SMOKE_ACTIVATIONS)
 def test_gradients_match_torch(dtype, layout, activation):
     """Against torch's autograd of F.group_norm then the activation, in the
     same dtype and in float64; dx in the layout torch gives it."""
@@ -632,6 +637,7 @@ def test_torch_compile_training_matches_eager(backend):
 
 # ------------------------------------------------------------------- module
 
+@pytest.mark.smoke
 def test_module_is_a_torch_group_norm_with_the_same_state_dict():
     theirs = nn.GroupNorm(4, 16)
     nn.init.uniform_(theirs.weight)

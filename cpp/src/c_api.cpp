@@ -23,6 +23,17 @@ namespace {
 
 bool in_range(int value, int count) { return value >= 0 && value < count; }
 
+// The enum fields of a problem come from C, where an enum object may hold any
+// int; in C++ loading one outside its enumerators' range is undefined (UBSan's
+// -fsanitize=enum stops there), so validation reads the int it holds.
+template <class Enum>
+int enum_value(const Enum& field) {
+    static_assert(sizeof(Enum) == sizeof(int), "a C enum is an int here");
+    int value;
+    memcpy(&value, &field, sizeof value);
+    return value;
+}
+
 bool overlaps(const void* a, size_t a_bytes, const void* b, size_t b_bytes) {
     const uintptr_t a0 = reinterpret_cast<uintptr_t>(a), b0 = reinterpret_cast<uintptr_t>(b);
     return a != nullptr && b != nullptr && a0 < b0 + b_bytes && b0 < a0 + a_bytes;
@@ -41,9 +52,9 @@ size_t dtype_size(int dtype) {
 // What both directions check of a problem P's values (not its pointers).
 template <class P>
 gncpu_status validate_values(const P* p) {
-    if (!in_range(p->dtype, GNCPU_DTYPE_COUNT)) return GNCPU_ERR_BAD_DTYPE;
-    if (!in_range(p->layout, GNCPU_LAYOUT_COUNT)) return GNCPU_ERR_BAD_LAYOUT;
-    if (!in_range(p->activation, GNCPU_ACT_COUNT)) return GNCPU_ERR_BAD_ACTIVATION;
+    if (!in_range(enum_value(p->dtype), GNCPU_DTYPE_COUNT)) return GNCPU_ERR_BAD_DTYPE;
+    if (!in_range(enum_value(p->layout), GNCPU_LAYOUT_COUNT)) return GNCPU_ERR_BAD_LAYOUT;
+    if (!in_range(enum_value(p->activation), GNCPU_ACT_COUNT)) return GNCPU_ERR_BAD_ACTIVATION;
     if (p->batch < 0 || p->channels < 0 || p->spatial < 0) return GNCPU_ERR_BAD_SHAPE;
     // With no channels any count divides; more groups than max(channels, 1)
     // would only ask for that many empty statistics (2**28 of them: 2 GiB).
