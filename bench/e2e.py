@@ -86,21 +86,13 @@ class Switch:
         from torch import nn
 
         self.norms = [m for m in model.modules() if type(m) is nn.GroupNorm]
-        self.swapped = gncpu.torch.replace_group_norm(model)
-        assert all(m.activation is None for m in self.norms)  # (no Sequential fusion here)
-        self.fused = {m: m.__dict__["forward"] for m in model.modules() if "forward" in m.__dict__}
-        self.fused_calls = sum(
-            f.__func__.__code__.co_consts.count("silu") for f in self.fused.values())
+        self.swapped = len(gncpu.torch.replace_group_norm(model))
+        self.fused_calls = 0  # eager swaps fuse nothing (torch.compile(backend="gncpu") does)
         self.classes = (nn.GroupNorm, gncpu.torch.GroupNorm)
 
     def use_gncpu(self, on):
         for m in self.norms:
             m.__class__ = self.classes[on]
-        for m, forward in self.fused.items():
-            if on:
-                m.forward = forward
-            else:
-                m.__dict__.pop("forward", None)
 
 
 def groupnorm_share(model, run, inputs):

@@ -55,7 +55,7 @@ __all__ = [
 
 
 def _configure_from_environment():
-    set_num_threads(default_num_threads())
+    _core._set_num_threads(default_num_threads())  # a default, not the user's choice
     raw = _os.environ.get("GNCPU_ISA", "")
     requested = raw.strip().lower()
     if requested:

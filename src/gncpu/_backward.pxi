@@ -169,7 +169,8 @@ def group_norm_backward(grad_out, x, mean, rstd, num_groups, weight=None, bias=N
 def _group_norm_backward_raw(int dtype, int layout, int64_t batch, int64_t channels,
                              int64_t spatial, num_groups, activation, size_t grad_y, size_t x,
                              size_t mean, size_t rstd, size_t weight=0, size_t bias=0,
-                             size_t grad_x=0, size_t grad_weight=0, size_t grad_bias=0):
+                             size_t grad_x=0, size_t grad_weight=0, size_t grad_bias=0,
+                             int num_threads=0):
     """group_norm_backward on memory given by address (see _group_norm_raw):
     statistics, weight, bias and the parameters' gradients of the parameter
     type.  With grad_y = x = 0 the values are only checked."""
@@ -190,7 +191,7 @@ def _group_norm_backward_raw(int dtype, int layout, int64_t batch, int64_t chann
     p.grad_x = <void*>grad_x
     p.grad_weight = <void*>grad_weight
     p.grad_bias = <void*>grad_bias
-    p.num_threads = _num_threads
+    p.num_threads = _raw_threads(num_threads)
     cdef gncpu_status status = gncpu_check_backward_problem(&p)
     if status != GNCPU_OK:
         if status == GNCPU_ERR_NULL_POINTER and grad_y == 0 and x == 0:

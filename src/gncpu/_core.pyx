@@ -27,6 +27,9 @@ include "_buffers.pxi"
 
 # Set from gncpu.__init__ at import (see _threads.default_num_threads).
 cdef int _num_threads = 1
+# True once the user called set_num_threads: gncpu.torch then stops following
+# torch.get_num_threads() (the raw entries' num_threads argument).
+cdef bint _threads_chosen = False
 # Past this, a thread count is a mistake rather than a machine.
 cdef int _MAX_THREADS = 4096
 # Smaller tensors take about a microsecond, less than releasing and taking
@@ -365,15 +368,23 @@ def _check_layer(num_groups, num_channels, eps, activation):
 
 # ------------------------------------------------------------ raw pointers
 
+cdef inline int _raw_threads(int asked):
+    if asked <= 0 or _threads_chosen:
+        return _num_threads
+    return asked if asked <= _MAX_THREADS else _MAX_THREADS
+
+
 def _group_norm_raw(int dtype, int layout, int64_t batch, int64_t channels, int64_t spatial,
                     num_groups, eps, activation, size_t x, size_t y, size_t weight=0,
-                    size_t bias=0, size_t mean=0, size_t rstd=0):
+                    size_t bias=0, size_t mean=0, size_t rstd=0, int num_threads=0):
     """group_norm on memory given by address, for bindings that own their
     buffers (gncpu.torch): no NumPy.  dtype and layout are gncpu_dtype and
     gncpu_layout codes; weight, bias, mean and rstd are addresses of the
     parameter type (double for GNCPU_F64, else float) or 0.  With x = y = 0
-    the values are only checked.  Raises what group_norm raises for the same
-    values; nothing is written when it does."""
+    the values are only checked.  num_threads > 0 is the caller's thread count
+    (torch's), used unless the user chose gncpu's with set_num_threads.
+    Raises what group_norm raises for the same values; nothing is written
+    when it does."""
     cdef gncpu_problem p
     p.dtype = <gncpu_dtype>dtype
     p.layout = <gncpu_layout>layout
@@ -389,7 +400,7 @@ def _group_norm_raw(int dtype, int layout, int64_t batch, int64_t channels, int6
     p.bias = <const void*>bias
     p.mean = <void*>mean
     p.rstd = <void*>rstd
-    p.num_threads = _num_threads
+    p.num_threads = _raw_threads(num_threads)
     cdef gncpu_status status = gncpu_check_problem(&p)
     if status != GNCPU_OK:
         if status == GNCPU_ERR_NULL_POINTER and x == 0 and y == 0:

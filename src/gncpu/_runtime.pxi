@@ -8,12 +8,37 @@
 from gncpu import _threads
 
 def set_num_threads(n):
-    """Set the number of threads gncpu's kernels may use (>= 1)."""
+    """Set the number of threads gncpu's kernels may use (>= 1).  From then on
+    gncpu.torch uses it too, instead of following torch.get_num_threads().
+    None restores the default (OMP_NUM_THREADS, else the usable CPUs) and
+    lets gncpu.torch follow torch again."""
+    global _threads_chosen
+    if n is None:
+        _set_num_threads(_threads.default_num_threads())
+        _threads_chosen = False
+        return
+    _set_num_threads(n)
+    _threads_chosen = True
+
+
+def _set_num_threads(n):
+    """set_num_threads without marking the count as the user's choice (the
+    default gncpu sets at import)."""
     global _num_threads
     value = _as_integer(n, "the thread count")
     if value < 1 or value > _MAX_THREADS:
         raise ValueError(f"the thread count must be in [1, {_MAX_THREADS}], got {value}")
     _num_threads = value
+
+
+def _threads_for(asked):
+    """The thread count a raw call asking for `asked` threads gets (tests)."""
+    return _raw_threads(asked)
+
+
+def _num_threads_chosen():
+    """Whether the user called set_num_threads."""
+    return _threads_chosen
 
 
 def get_num_threads():
