@@ -155,3 +155,47 @@ def test_reachable_as_gncpu_reference():
                             timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["[[-1.", "1.]]"]
+
+
+# ---------------------------------------------- any finite float64 magnitude
+
+UNIT_DATA = np.array([0.98, -1.37, 0.39, 0.0, -0.11, 2.5])
+
+
+@pytest.mark.parametrize("power", [-1070, -1000, -997, -538, -300, 0, 300, 511, 700, 1000, 1020])
+def test_forward_is_scale_invariant_over_the_whole_float64_range(power):
+    """With eps = 0 GroupNorm does not depend on the data's scale: the same
+    data times 2**power (squares that underflow or overflow, subnormals)
+    gives the answer of the data at unit scale, and the statistics scale."""
+    x = np.ldexp(UNIT_DATA, power).reshape(1, 2, 3)
+    unit = np.ldexp(x, -power)  # exactly the data x holds (subnormals round), at unit scale
+    y, mean, rstd = reference.group_norm(x, 2, eps=0.0, return_stats=True)
+    unit_y, unit_mean, unit_rstd = reference.group_norm(unit, 2, eps=0.0, return_stats=True)
+    np.testing.assert_allclose(y, unit_y, rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(mean, np.ldexp(unit_mean, power), rtol=1e-14,
+                               atol=np.ldexp(1e-15, power))
+    if -1000 < power < 1000:  # (rstd = 2**-power / std representable)
+        np.testing.assert_allclose(rstd, np.ldexp(unit_rstd, -power), rtol=1e-14)
+
+
+@pytest.mark.parametrize("spread", [1e-30, 1e-162, 1e-200, 1e-300])
+def test_tiny_spreads_with_eps_zero_are_normalized(spread):
+    x = (1.0 + 0 * UNIT_DATA + UNIT_DATA * spread).reshape(1, 1, 6) if spread > 1e-15 else \
+        (UNIT_DATA * spread).reshape(1, 1, 6)
+    y = reference.group_norm(x, 1, eps=0.0)
+    assert np.isfinite(y).all()
+    expected = (UNIT_DATA - UNIT_DATA.mean()) / UNIT_DATA.std()
+    np.testing.assert_allclose(y.ravel(), expected, rtol=1e-13, atol=1e-14)
+
+
+def test_eps_dominating_a_tiny_spread_gives_dev_over_sqrt_eps():
+    x = (UNIT_DATA * 1e-200).reshape(1, 1, 6)
+    y = reference.group_norm(x, 1, eps=1e-5)
+    expected = (UNIT_DATA - UNIT_DATA.mean()) * 1e-200 / np.sqrt(1e-5)
+    np.testing.assert_allclose(y.ravel(), expected, rtol=1e-13)
+
+
+def test_non_finite_groups_give_nan_and_leave_the_others_alone():
+    x = np.array([[np.inf, 1.0, 2.0], [1.0, 2.0, 3.0]]).reshape(1, 2, 3)
+    y = reference.group_norm(x, 2)
+    assert np.isnan(y[0, 0]).all() and np.isfinite(y[0, 1]).all()

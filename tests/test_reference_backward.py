@@ -372,3 +372,16 @@ def test_no_channels_takes_one_group_only():
     with pytest.raises(ValueError, match="divide"):
         _call(grad_out=x, x=x, mean=np.zeros((1, 2)), rstd=np.zeros((1, 2)), num_groups=2,
               weight=None, bias=None)
+
+
+def test_relu_backward_zeroes_an_infinite_gradient_where_z_is_not_positive():
+    """ReLU's backward selects (as PyTorch's threshold_backward): an infinite
+    gradient where z <= 0 gives 0, not inf * 0 = NaN."""
+    x = np.array([1.0, 2.0, -3.0]).reshape(1, 1, 3)
+    grad = np.array([1.0, 2.0, np.inf]).reshape(1, 1, 3)
+    _, mean, rstd = reference.group_norm(x, 1, return_stats=True)
+    dx, _, _ = reference.group_norm_backward(grad, x, mean, rstd, 1, activation="relu")
+    assert np.isfinite(dx).all()
+    finite = reference.group_norm_backward(np.array([1.0, 2.0, 0.0]).reshape(1, 1, 3), x, mean,
+                                           rstd, 1, activation="relu")[0]
+    np.testing.assert_allclose(dx, finite)

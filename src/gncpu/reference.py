@@ -38,6 +38,49 @@ _ACTIVATIONS = {
 }
 
 
+def _exponent(a):
+    """Per group (last axis), the e with max|a| < 2**e (0 for all zeros):
+    scaling by 2**-e is exact, and brings the largest magnitude into [0.5, 1)."""
+    with np.errstate(invalid="ignore"):
+        return np.frexp(np.abs(a).max(axis=-1))[1]
+
+
+def _normalize_groups(grouped, eps):
+    """(x - mean) / sqrt(var + eps) per group (last axis), and the mean and
+    rstd, for any finite float64 values, 1e-300 ... 1e308 and subnormals
+    included: each group is scaled by powers of two (exact) so that neither
+    its sum, nor its squared deviations, nor eps relative to them overflow or
+    underflow.  Scaled data gives the same y (up to eps's share).  Groups
+    holding inf or NaN take the plain formula (NaN, as the kernels give)."""
+    finite = np.isfinite(grouped).all(axis=-1)
+    safe = np.where(finite[..., None], grouped, 0.0)
+    e0 = _exponent(safe)[..., None]
+    scaled = np.ldexp(safe, -e0)                      # |scaled| < 1
+    scaled_mean = scaled.mean(axis=-1, keepdims=True)
+    dev = scaled - scaled_mean                        # |dev| < 2
+    e1 = _exponent(dev)[..., None]
+    u = np.ldexp(dev, -e1)                            # the deviations, |u| < 1
+    var_u = np.square(u).mean(axis=-1, keepdims=True)
+    spread = e0 + e1                                  # dev = u * 2**spread
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        # k = 2**spread / sqrt(var + eps) = 1 / sqrt(var_u + eps / 4**spread)
+        eps_u = np.ldexp(np.full(var_u.shape, float(eps)), -2 * spread)
+        k = np.where(np.isinf(eps_u), np.ldexp(1.0 / np.sqrt(float(eps)), spread),
+                     1.0 / np.sqrt(var_u + eps_u))
+        y = u * k
+        mean = np.ldexp(scaled_mean, e0)[..., 0]
+        rstd = np.ldexp(k, -spread)[..., 0]
+    if not finite.all():
+        with np.errstate(invalid="ignore", over="ignore"):
+            plain_mean = grouped.mean(axis=-1)
+            plain_var = np.square(grouped - plain_mean[..., None]).mean(axis=-1)
+            plain_y = (grouped - plain_mean[..., None]) / np.sqrt(plain_var + eps)[..., None]
+        y = np.where(finite[..., None], y, plain_y)
+        mean = np.where(finite, mean, plain_mean)
+        rstd = np.where(finite, rstd, 1.0 / np.sqrt(plain_var + eps))
+    return y, mean, rstd
+
+
 def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, *, activation=None,
                return_stats=False, channels_last=False):
     """y = act((x - mean) / sqrt(var + eps) * weight[c] + bias[c]), float64.
@@ -69,11 +112,8 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, *, activation=No
         y = np.zeros(x.shape, dtype=np.float64)
         mean, rstd = np.full((n, num_groups), np.nan), np.full((n, num_groups), np.nan)
     else:
-        grouped = x.reshape(n, num_groups, -1)
-        mean = grouped.mean(axis=-1)
-        var = np.square(grouped - mean[..., None]).mean(axis=-1)
-        rstd = 1.0 / np.sqrt(var + eps)
-        y = ((grouped - mean[..., None]) / np.sqrt(var + eps)[..., None]).reshape(x.shape)
+        y, mean, rstd = _normalize_groups(x.reshape(n, num_groups, -1), eps)
+        y = y.reshape(x.shape)
     per_channel = (1, c) + (1,) * (x.ndim - 2)
     if weight is not None:
         y = y * np.asarray(weight, dtype=np.float64).reshape(per_channel)
@@ -186,7 +226,11 @@ def group_norm_backward(grad_out, x, mean, rstd, num_groups, weight=None, bias=N
             return a.reshape(n, num_groups, -1)
 
         x_hat = ((per_group(x) - mean[..., None]) * rstd[..., None]).reshape(x.shape)
-        dz = grad_out * _DERIVATIVES[activation](x_hat * w + b)
+        z = x_hat * w + b
+        if activation == "relu":  # where, not a product: an infinite gradient at z <= 0 gives 0
+            dz = np.where(z <= 0.0, 0.0, grad_out)
+        else:
+            dz = grad_out * _DERIVATIVES[activation](z)
         summed = (0,) + tuple(range(2, x.ndim))  # all but the channel axis
         dbias = dz.sum(axis=summed)
         dweight = (dz * x_hat).sum(axis=summed)
