@@ -187,3 +187,38 @@ def test_weight_pushing_the_scale_out_of_float_range(isa, channels_last, weight_
     assert np.all(np.isfinite(y64[representable]))
     error = np.abs(y64[representable] - expected[representable]) / np.maximum(1.0, np.abs(expected[representable]))
     assert error.max() <= 1e-5
+
+
+# ------------------------------------------------ float64's own range limits
+
+FLOAT64_SCALES = [1e-300, 1e-250, 1e-200, 1e-162, 1e-100, 1.0, 1e100, 1e154, 1e200, 1e250, 1e300]
+
+
+@pytest.mark.parametrize("channels_last", LAYOUTS)
+@pytest.mark.parametrize("scale", FLOAT64_SCALES)
+def test_float64_any_magnitude_is_the_same_data_scaled(isa, schedule, rng, channels_last, scale):
+    """float64 squares overflow past ~1.3e154 and go subnormal below ~1e-154:
+    [1e154, -1e154, 0.5e154] gave NaN, spreads below ~1e-162 with eps = 0 too.
+    Every finite magnitude from 1e-300 to 1e300 now gives the unit-scale
+    answer (the oracle's, which is exact there too), with eps = 0 and with
+    the default eps where it cannot matter."""
+    unit = rng.standard_normal((2, 8, 37))
+    x = unit * scale
+    if channels_last:
+        x, unit = np.ascontiguousarray(np.moveaxis(x, 1, -1)), np.moveaxis(unit, 1, -1)
+    eps = 0.0 if scale < 1e10 else 1e-5
+    y, mean, rstd = gncpu.group_norm(x, 4, eps=eps, channels_last=channels_last,
+                                     return_stats=True)
+    expected = reference.group_norm(unit, 4, eps=0.0, channels_last=channels_last)
+    np.testing.assert_allclose(y, expected, rtol=0, atol=1e-12)
+    want = reference.group_norm(x, 4, eps=eps, channels_last=channels_last, return_stats=True)
+    np.testing.assert_allclose(mean, want[1], rtol=1e-12, atol=1e-14 * scale)
+    np.testing.assert_allclose(rstd, want[2], rtol=1e-12)
+
+
+@pytest.mark.parametrize("channels_last", LAYOUTS)
+def test_float64_issue_example(isa, channels_last):
+    values = np.array([1e154, -1e154, 0.5e154])
+    x = values.reshape((1, 3, 1) if channels_last else (1, 1, 3))
+    y = gncpu.group_norm(x, 1, channels_last=channels_last)
+    np.testing.assert_allclose(y.ravel(), [0.98058068, -1.37281295, 0.39223227], rtol=1e-8)

@@ -79,6 +79,11 @@ struct NchwLayout : Tensors<S, C> {
 
     void begin_item(Worker& w, int64_t group, const MomentsAccumulator* acc, bool owner) const {
         w.stats = acc[0].finish(this->eps);
+        if constexpr (sizeof(C) == 8) {  // float64 input: its own range limits (moments.h)
+            if (double_moments_unreliable(w.stats, group_size, this->eps))
+                w.stats = scaled_stats(this->x + group * group_size, 1, group_size, 0, this->eps,
+                                       w.stats);
+        }
         if (owner) this->write_stats(group, 1, &w.stats);
         prepare(w, group, &w.stats);
     }

@@ -122,7 +122,16 @@ struct NhwcLayout : Tensors<S, C> {
     }
 
     void begin_item(Worker& w, int64_t example, const MomentsAccumulator* acc, bool owner) const {
-        for (int64_t g = 0; g < groups; ++g) w.stats[g] = acc[g].finish(this->eps);
+        for (int64_t g = 0; g < groups; ++g) {
+            w.stats[g] = acc[g].finish(this->eps);
+            if constexpr (sizeof(C) == 8) {  // float64 input: its own range limits (moments.h)
+                if (double_moments_unreliable(w.stats[g], spatial * channels_per_group, this->eps)) {
+                    w.stats[g] = scaled_stats(
+                        this->x + example * spatial * channels + g * channels_per_group, spatial,
+                        channels_per_group, channels, this->eps, w.stats[g]);
+                }
+            }
+        }
         if (owner) this->write_stats(example, groups, w.stats.data());
         prepare(w, example, w.stats.data());
     }

@@ -62,6 +62,56 @@ inline bool float_moments_unreliable(const BlockMoments& m, int64_t count, doubl
     return eps < 1e-20 && m.m2 < 1e-28 * static_cast<double>(count);
 }
 
+// float64's own limits: squared deviations overflow past ~1.3e154 (a
+// spread of [1e154, -1e154] gave NaN) and lose their precision below
+// ~1e-154 (subnormal squares: with eps = 0, spreads below ~1e-162 gave NaN).
+// Such groups are measured again by scaled_stats.  NaN/Inf input lands here
+// too, and scaled_stats hands it back as it was.
+inline bool double_moments_unreliable(const GroupStats& s, int64_t count, double eps) {
+    if (!(s.m2 <= 1.7e308)) return true;
+    return eps < 1e-250 && s.m2 < 1e-280 * static_cast<double>(count);
+}
+
+// A group's statistics from its values x[r * row_stride + i] (r < rows,
+// i < len), in double, each pass scaled by powers of two (exact): the
+// values by 2^-e0 (their largest magnitude in [0.5, 1)), the deviations by
+// 2^-e1 likewise, so neither a sum nor a square can overflow or underflow,
+// and eps is compared at the deviations' scale.  Finite input only; the
+// statistics computed the plain way are returned for anything else.
+// Rare and not vectorised (the scaled passes read the group four times).
+template <class T>
+GroupStats scaled_stats(const T* x, int64_t rows, int64_t len, int64_t row_stride, double eps,
+                        const GroupStats& plain) {
+    double largest = 0.0;
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t i = 0; i < len; ++i) largest = fmax(largest, fabs(static_cast<double>(x[r * row_stride + i])));
+    if (!(largest <= 1.7976931348623157e308) || largest == 0.0) return plain;
+    int e0 = 0, e1 = 0;
+    frexp(largest, &e0);
+    const double n = static_cast<double>(rows * len);
+    double sum = 0.0;
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t i = 0; i < len; ++i) sum += ldexp(static_cast<double>(x[r * row_stride + i]), -e0);
+    const double mean = sum / n;
+    double widest = 0.0;
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t i = 0; i < len; ++i)
+            widest = fmax(widest, fabs(ldexp(static_cast<double>(x[r * row_stride + i]), -e0) - mean));
+    if (widest > 0.0) frexp(widest, &e1);
+    double sum_sq = 0.0;
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t i = 0; i < len; ++i) {
+            const double u = ldexp(ldexp(static_cast<double>(x[r * row_stride + i]), -e0) - mean, -e1);
+            sum_sq += u * u;
+        }
+    const int spread = e0 + e1;  // deviation = u * 2^spread
+    // rstd * 2^spread = 1 / sqrt(var_u + eps / 4^spread), or 2^spread / sqrt(eps)
+    // where eps swamps the deviations beyond double's range.
+    const double eps_u = ldexp(eps, -2 * spread);
+    const double k = isinf(eps_u) ? ldexp(1.0 / sqrt(eps), spread) : 1.0 / sqrt(sum_sq / n + eps_u);
+    return GroupStats{ldexp(mean, e0), ldexp(k, -spread), ldexp(sum_sq, 2 * spread)};
+}
+
 // Normalising: (x - center) * scale + offset in float needs the deviations
 // (at most sqrt(M2)) well inside float's range, and each channel's scale
 // rstd * weight[c] too (a weight of 1e15 on rstd 1e25 overflows it; a tiny
