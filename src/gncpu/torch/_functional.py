@@ -73,12 +73,15 @@ def _general(x, num_groups, weight, bias, eps, activation):
         return composite(x, num_groups, weight, bias, eps, activation)
     if not compiling:
         num_groups, eps = check_types(x, num_groups, weight, bias, eps, activation)
-        # (the dispatcher's errors for CUDA or sparse tensors would say less)
-        check_input(x, _DEVICES)
-        check_param(weight, x.shape[1], "weight", _DEVICES)
-        check_param(bias, x.shape[1], "bias", _DEVICES)
-        if _forward_ad._current_level >= 0 or _functorch_active():
-            return _GroupNormFunction.apply(x, num_groups, weight, bias, eps, activation)[0]
+        if _tracing_state() is None:  # (a traced size would make these checks warn)
+            # the dispatcher's errors for CUDA or sparse tensors would say less
+            check_input(x, _DEVICES)
+            check_param(weight, x.shape[1], "weight", _DEVICES)
+            check_param(bias, x.shape[1], "bias", _DEVICES)
+    # Forward-mode AD and torch.func need the jvp rule and a Function torch.func
+    # can transform, also under torch.compile (which then graph-breaks on it).
+    if _forward_ad._current_level >= 0 or _functorch_active():
+        return _GroupNormFunction.apply(x, num_groups, weight, bias, eps, activation)[0]
     return torch.ops.gncpu.group_norm(x, num_groups, weight, bias, eps, activation)
 
 
@@ -205,10 +208,7 @@ class _GroupNormBackwardFunction(torch.autograd.Function):
         raise RuntimeError(_NO_SECOND_DERIVATIVE)
 
 
-_NO_SECOND_DERIVATIVE = (
-    "gncpu.torch computes first derivatives only: a second derivative (torch.func.hessian, "
-    "grad of grad, create_graph=True then backward) is not supported; use "
-    "torch.nn.functional.group_norm for it")
+_NO_SECOND_DERIVATIVE = _ops.NO_SECOND_DERIVATIVE
 
 
 def _backward_function(grad_y, x, mean, rstd, num_groups, weight, bias, activation, mask):

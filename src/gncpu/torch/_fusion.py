@@ -155,7 +155,7 @@ class _Rewriter:
                 self.report.fused.append(node.name)
             self.graph.erase_node(node)
             self.report.swapped.append(node.name)
-        self.graph.eliminate_dead_code()
+        # (no eliminate_dead_code: it would drop in-place ops whose result is unused)
         self.gm.recompile()
 
 

@@ -168,6 +168,18 @@ def _backward(ctx, grad_y, grad_mean, grad_rstd):
 
 group_norm_with_stats.register_autograd(_backward, setup_context=_setup_context)
 
+NO_SECOND_DERIVATIVE = (
+    "gncpu.torch computes first derivatives only: a second derivative (torch.func.hessian, "
+    "grad of grad, create_graph=True then backward) is not supported; use "
+    "torch.nn.functional.group_norm for it")
+
+
+def _no_second_derivative(ctx, grad_x, grad_weight, grad_bias):
+    raise RuntimeError(NO_SECOND_DERIVATIVE)
+
+
+group_norm_backward.register_autograd(_no_second_derivative)
+
 
 # -------------------------------------------------------------------- vmap
 # GroupNorm's statistics are per example, so a vmapped dimension of the
