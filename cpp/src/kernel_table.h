@@ -96,6 +96,7 @@ struct NhwcKernels {
 struct GradSums {
     double dz;
     double dz_dev;
+    double dev;  // sum (x - center): the residual of the given mean (layout_grad.h)
 };
 
 // The parameters of the backward's second sweep, for a run of values:
@@ -137,11 +138,12 @@ struct NchwGradKernels {
 template <class Stored, class Compute>
 struct NhwcGradKernels {
     // out[c] = the GradSums of channel c over `rows` rows (about p.center,
-    // with p.scale and p.shift); run_dz, run_dz_dev: scratch of channels +
+    // with p.scale and p.shift); run_dz, run_dz_dev, run_dev: scratch of channels +
     // kNhwcParamPad values each.
     using ChannelSums = void (*)(const Stored* x, const Stored* dy, int64_t rows,
                                  int64_t channels, const NhwcGradParams<Compute>& p,
-                                 GradSums* out, Compute* run_dz, Compute* run_dz_dev);
+                                 GradSums* out, Compute* run_dz, Compute* run_dz_dev,
+                                 Compute* run_dev);
     ChannelSums channel_sums[GNCPU_ACT_COUNT];
     using Run = void (*)(const Stored* x, const Stored* dy, Stored* dx, int64_t rows,
                          int64_t channels, const NhwcGradParams<Compute>& p);

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "layout_grad.h"
+#include "layout_nchw.h"
 
 namespace gncpu {
 
@@ -23,6 +24,7 @@ struct NchwGradLayout : GradTensors<S, C> {
     struct Worker {
         ThreadVector<C> weight, scale, shift;  // per channel of the group
         int64_t params_of = -1;                // the group they are for
+        double z_residual;                     // in z's shift (layout_grad.h)
         NchwGradParams<C> params;
         bool exact;                            // this group on the exact path
         ExactGradChannels exact_channels;
@@ -31,6 +33,8 @@ struct NchwGradLayout : GradTensors<S, C> {
     typename NchwGradKernels<S, C>::RowSums row_sums;
     typename NchwGradKernels<S, C>::Rows grad_rows;
     typename KernelsFor<S, C>::ExactGrad exact_grad;
+    const NchwKernels<S, C>& moments;  // the forward's, for the residual
+    int activation;
     int64_t spatial, groups_per_example, channels_per_group, group_size;
     int64_t piece_len, pieces_per_row, rows_per_block;
     int64_t items, blocks_per_item;
@@ -42,6 +46,8 @@ struct NchwGradLayout : GradTensors<S, C> {
           grad_rows(k.nchw_grad.grad_rows[streams_grad<S>(p.batch * p.channels * p.spatial)]
                                          [p.activation]),
           exact_grad(k.exact_grad[p.activation]),
+          moments(k.nchw),
+          activation(p.activation),
           spatial(p.spatial),
           groups_per_example(p.num_groups),
           channels_per_group(p.channels / p.num_groups),
@@ -79,12 +85,38 @@ struct NchwGradLayout : GradTensors<S, C> {
         return (rows < channels_per_group ? rows : channels_per_group) * spatial;
     }
 
+    // mean(x) - the given mean, measured as the forward measures the mean
+    // (its blocks, its kernel, Chan's combination in block order).
+    double residual_of(int64_t group) const {
+        const S* x = this->x + group * group_size;
+        if constexpr (sizeof(C) == 8) {  // float64: a mean of x would round as the given one
+            return deviation_sum(x, group_size, 1, 1, static_cast<double>(this->mean[group])) /
+                   static_cast<double>(group_size);
+        }
+        const int64_t block = kNchwBlockBytes / static_cast<int64_t>(sizeof(S));
+        MomentsAccumulator acc;
+        for (int64_t at = 0; at < group_size; at += block) {
+            const int64_t count = group_size - at < block ? group_size - at : block;
+            BlockMoments m = moments.block_moments(x + at, count);
+            if (sizeof(C) == 4 && float_moments_unreliable(m, count, 0.0))
+                m = moments.exact_block_moments(x + at, count);
+            acc.add(m, count);
+        }
+        return acc.mean - static_cast<double>(this->mean[group]);
+    }
+
     void prepare_channels(Worker& w, int64_t group) const {
         if (w.params_of == group) return;
         w.params_of = group;
-        this->fold_channels(static_cast<double>(this->rstd[group]),
-                            (group % groups_per_example) * channels_per_group, channels_per_group,
-                            w.weight.data(), w.scale.data(), w.shift.data());
+        const double mean_g = static_cast<double>(this->mean[group]);
+        const double rstd_g = static_cast<double>(this->rstd[group]);
+        w.z_residual = activation != GNCPU_ACT_NONE && wants_residual<C>(mean_g, rstd_g) &&
+                               group_size > 0
+                           ? residual_of(group)
+                           : 0.0;
+        if (!(fabs(w.z_residual) <= 1e300)) w.z_residual = 0.0;  // non-finite x: left to the sums
+        this->fold_channels(rstd_g, w.z_residual, (group % groups_per_example) * channels_per_group,
+                            channels_per_group, w.weight.data(), w.scale.data(), w.shift.data());
         w.params.center = this->mean[group];
         w.params.rstd = this->rstd[group];
     }
@@ -126,16 +158,17 @@ struct NchwGradLayout : GradTensors<S, C> {
         w.exact = float_grad_unreliable(rstd_g, this->weight, c0, channels_per_group, acc, grad);
         if (w.exact) {  // the group again, in double (every thread that takes part of it)
             ExactGradChannels& e = w.exact_channels;
-            this->fold_exact(e, 0, static_cast<double>(this->mean[group]), rstd_g, c0,
-                             channels_per_group);
+            this->fold_exact(e, 0, static_cast<double>(this->mean[group]) + grad.residual, rstd_g,
+                             c0, channels_per_group);
             exact_grad(this->x + group * group_size, this->dy + group * group_size, nullptr,
                        channels_per_group, spatial, true, e.params(), e.sums.data());
             grad = this->group_grad(rstd_g, c0, channels_per_group, values, e.sums.data());
-            if (owner) this->keep_sums(example, rstd_g, c0, channels_per_group, e.sums.data());
+            if (owner)
+                this->keep_sums(example, rstd_g, grad.residual, c0, channels_per_group, e.sums.data());
             for (int64_t i = 0; i < channels_per_group; ++i) e.slope[i] = grad.slope, e.offset[i] = grad.offset;
             return;
         }
-        if (owner) this->keep_sums(example, rstd_g, c0, channels_per_group, acc);
+        if (owner) this->keep_sums(example, rstd_g, grad.residual, c0, channels_per_group, acc);
         w.params.slope = saturate<C>(grad.slope);
         w.params.offset = saturate<C>(grad.offset);
     }

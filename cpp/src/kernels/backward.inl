@@ -28,7 +28,8 @@ struct GradLanes {
     }
 };
 
-// NCHW, first sweep: out[r] = (sum dz, sum dz * (x - center)) over row r.
+// NCHW, first sweep: out[r] = (sum dz, sum dz * (x - center), sum (x - center))
+// over row r.
 // Four chains per sum (as centered_moments); a row's last values go through
 // one partial vector whose unused lanes are zeroed after dz.
 template <class S, int kAct>
@@ -49,6 +50,7 @@ void nchw_grad_row_sums(const typename S::Stored* x, const typename S::Stored* d
         const V sh = L::set1(kAct == GNCPU_ACT_NONE ? typename L::T(0) : shift[r]);
         V s0 = L::zero(), s1 = L::zero(), s2 = L::zero(), s3 = L::zero();
         V p0 = L::zero(), p1 = L::zero(), p2 = L::zero(), p3 = L::zero();
+        V e = L::zero();  // sum of deviations: one chain (its adds are off the critical path)
         int64_t i = 0;
         for (; i + 4 * W <= row_len; i += 4 * W) {
             const V d0 = L::sub(S::load(xr + i), center_v);
@@ -62,22 +64,26 @@ void nchw_grad_row_sums(const typename S::Stored* x, const typename S::Stored* d
             s0 = L::add(s0, g0), s1 = L::add(s1, g1), s2 = L::add(s2, g2), s3 = L::add(s3, g3);
             p0 = L::mul_add(g0, d0, p0), p1 = L::mul_add(g1, d1, p1);
             p2 = L::mul_add(g2, d2, p2), p3 = L::mul_add(g3, d3, p3);
+            e = L::add(e, L::add(L::add(d0, d1), L::add(d2, d3)));
         }
         for (; i + W <= row_len; i += W) {
             const V d = L::sub(S::load(xr + i), center_v);
             const V g = G::dz(d, S::load(dyr + i), sc, sh);
             s0 = L::add(s0, g);
             p0 = L::mul_add(g, d, p0);
+            e = L::add(e, d);
         }
         if (i < row_len) {
             const int n = static_cast<int>(row_len - i);
-            const V d = L::sub(load_partial<S>(xr + i, n), center_v);
+            const V d = L::first_lanes(n, L::sub(load_partial<S>(xr + i, n), center_v), L::zero());
             const V g = L::first_lanes(n, G::dz(d, load_partial<S>(dyr + i, n), sc, sh), L::zero());
             s1 = L::add(s1, g);
-            p1 = L::mul_add(g, L::first_lanes(n, d, L::zero()), p1);
+            p1 = L::mul_add(g, d, p1);
+            e = L::add(e, d);
         }
         out[r].dz = lanes_sum<L>(L::add(L::add(s0, s1), L::add(s2, s3)));
         out[r].dz_dev = lanes_sum<L>(L::add(L::add(p0, p1), L::add(p2, p3)));
+        out[r].dev = lanes_sum<L>(e);
     }
 }
 
@@ -160,14 +166,15 @@ void nchw_grad_rows(const typename S::Stored* x, const typename S::Stored* dy,
     if (kStream) fence_streams();
 }
 
-// NHWC, first sweep: per channel of `rows` rows, the sums of dz and
-// dz * (x - center[c]), walked in bands of rows as nhwc_channel_moments
+// NHWC, first sweep: per channel of `rows` rows, the sums of dz,
+// dz * (x - center[c]) and x - center[c], walked in bands of rows as nhwc_channel_moments
 // (nhwc.inl), whose comments explain the bands and the float running sums.
 template <class S, int kAct>
 void nhwc_grad_channel_sums(const typename S::Stored* x, const typename S::Stored* dy,
                             int64_t rows, int64_t channels,
                             const NhwcGradParams<typename S::Lanes::T>& params, GradSums* out,
-                            typename S::Lanes::T* run_dz, typename S::Lanes::T* run_dz_dev) {
+                            typename S::Lanes::T* run_dz, typename S::Lanes::T* run_dz_dev,
+                            typename S::Lanes::T* run_dev) {
     using L = typename S::Lanes;
     using T = typename L::T;
     using V = typename L::V;
@@ -181,8 +188,8 @@ void nhwc_grad_channel_sums(const typename S::Stored* x, const typename S::Store
     const T* scale = params.scale;
     const T* shift = params.shift;
     const int64_t padded = (channels + W - 1) / W * W;
-    for (int64_t c = 0; c < channels; ++c) out[c].dz = 0.0, out[c].dz_dev = 0.0;
-    for (int64_t c = 0; c < padded; ++c) run_dz[c] = T(0), run_dz_dev[c] = T(0);
+    for (int64_t c = 0; c < channels; ++c) out[c] = GradSums{0.0, 0.0, 0.0};
+    for (int64_t c = 0; c < padded; ++c) run_dz[c] = T(0), run_dz_dev[c] = T(0), run_dev[c] = T(0);
     const int64_t full_strips_end = channels / (2 * W) * (2 * W);
     const auto add_to = [](T* p, V v) { L::store(p, L::add(L::load(p), v)); };
     const auto param = [](const T* p, int64_t c) {
@@ -198,6 +205,7 @@ void nhwc_grad_channel_sums(const typename S::Stored* x, const typename S::Store
                 const V sc0 = param(scale, c), sc1 = param(scale, c + W);
                 const V sh0 = param(shift, c), sh1 = param(shift, c + W);
                 V s0v = L::zero(), s1v = L::zero(), p0 = L::zero(), p1 = L::zero();
+                V e0 = L::zero(), e1 = L::zero();
                 for (int64_t r = s0; r < s1; ++r) {
                     const Stored* xr = x + r * channels + c;
                     const Stored* yr = dy + r * channels + c;
@@ -206,14 +214,16 @@ void nhwc_grad_channel_sums(const typename S::Stored* x, const typename S::Store
                     const V g1 = G::dz(d1, S::load(yr + W), sc1, sh1);
                     s0v = L::add(s0v, g0), s1v = L::add(s1v, g1);
                     p0 = L::mul_add(g0, d0, p0), p1 = L::mul_add(g1, d1, p1);
+                    e0 = L::add(e0, d0), e1 = L::add(e1, d1);
                 }
                 add_to(run_dz + c, s0v), add_to(run_dz + c + W, s1v);
                 add_to(run_dz_dev + c, p0), add_to(run_dz_dev + c + W, p1);
+                add_to(run_dev + c, e0), add_to(run_dev + c + W, e1);
             }
             for (; c < channels; c += W) {  // strips one vector (or part of one) wide
                 const int64_t width = channels - c < W ? channels - c : W;
                 const V k = L::load(center + c), sc = param(scale, c), sh = param(shift, c);
-                V sv = L::zero(), pv = L::zero();
+                V sv = L::zero(), pv = L::zero(), ev = L::zero();
                 for (int64_t r = s0; r < s1; ++r) {
                     const Stored* xr = x + r * channels + c;
                     const Stored* yr = dy + r * channels + c;
@@ -221,16 +231,20 @@ void nhwc_grad_channel_sums(const typename S::Stored* x, const typename S::Store
                     const V g = G::dz(d, width == W ? S::load(yr) : load_partial<S>(yr, width), sc, sh);
                     sv = L::add(sv, g);
                     pv = L::mul_add(g, d, pv);
+                    ev = L::add(ev, d);
                 }
                 add_to(run_dz + c, sv);  // (lanes past `channels` land in the padding)
                 add_to(run_dz_dev + c, pv);
+                add_to(run_dev + c, ev);
             }
         }
         for (int64_t c = 0; c < channels; ++c) {
             out[c].dz += static_cast<double>(run_dz[c]);
             out[c].dz_dev += static_cast<double>(run_dz_dev[c]);
+            out[c].dev += static_cast<double>(run_dev[c]);
             run_dz[c] = T(0);
             run_dz_dev[c] = T(0);
+            run_dev[c] = T(0);
         }
     }
 }

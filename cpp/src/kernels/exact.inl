@@ -108,6 +108,7 @@ void exact_grad(const typename S::Stored* x, const typename S::Stored* dy, typen
                 const double dz = dz_of(dev, static_cast<double>(S::to_compute(dyo[i])), c);
                 sums[c].dz += dz;
                 sums[c].dz_dev += dz * dev;
+                sums[c].dev += dev;
             }
             continue;
         }
