@@ -42,7 +42,7 @@ struct NchwLayout : Tensors<S, C> {
           groups_per_example(p.num_groups),
           channels_per_group(p.channels / p.num_groups),
           group_size(channels_per_group * p.spatial),
-          block_len(kNchwBlockBytes / static_cast<int64_t>(sizeof(C))),  // 16-bit: float32's count
+          block_len(kNchwBlockBytes / static_cast<int64_t>(sizeof(S))),
           items(p.batch * p.num_groups),
           blocks_per_item((group_size + block_len - 1) / block_len) {
         normalize_rows = k.normalize[streams_output<S>(p.batch * p.channels * p.spatial)]

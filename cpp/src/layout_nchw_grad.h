@@ -93,7 +93,7 @@ struct NchwGradLayout : GradTensors<S, C> {
             return deviation_sum(x, group_size, 1, 1, static_cast<double>(this->mean[group])) /
                    static_cast<double>(group_size);
         }
-        const int64_t block = kNchwBlockBytes / static_cast<int64_t>(sizeof(C));  // (as the forward)
+        const int64_t block = kNchwBlockBytes / static_cast<int64_t>(sizeof(S));  // (as the forward)
         MomentsAccumulator acc;
         for (int64_t at = 0; at < group_size; at += block) {
             const int64_t count = group_size - at < block ? group_size - at : block;
