@@ -194,3 +194,9 @@ def test_build_info_reports_the_cache_sizes_behind_the_schedule():
     assert info["l2_cache_bytes"] >= 128 << 10 and info["l3_cache_bytes"] >= 1 << 20
     assert info["cache_budget_bytes"] == info["l2_cache_bytes"] // 2
     assert info["streaming_threshold_bytes"] == min(info["l3_cache_bytes"], 64 << 20)
+
+
+def test_module_with_more_channels_than_memory_raises_value_error():
+    """(Found by the property tests under ASan: NumPy's MemoryError escaped.)"""
+    with pytest.raises(ValueError, match="too large"):
+        gncpu.GroupNorm(1, 2**50)

@@ -48,8 +48,12 @@ class GroupNorm:
         self.channels_last = bool(channels_last)
         self.affine = bool(affine)
         if self.affine:
-            self.weight = np.ones(self.num_channels, dtype=np.float32)
-            self.bias = np.zeros(self.num_channels, dtype=np.float32)
+            try:
+                self.weight = np.ones(self.num_channels, dtype=np.float32)
+                self.bias = np.zeros(self.num_channels, dtype=np.float32)
+            except MemoryError:
+                raise ValueError(f"num_channels ({self.num_channels}) is too large: its weight "
+                                 "and bias cannot be allocated") from None
         else:
             self.weight = None
             self.bias = None
