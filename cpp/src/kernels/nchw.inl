@@ -12,12 +12,14 @@ BlockMoments centered_moments(const typename S::Stored* x, int64_t n,
     using V = typename L::V;
     constexpr int64_t W = L::width;
     const V center_v = L::set1(center);
-    // Float lanes sum at most kRun values before their sums go into double:
-    // a block of 16-bit values holds twice float32's count, and summed in one
-    // run its squares lost 5x the accuracy (rstd off by ~29 * 2^-24, against
-    // ~5.7).  A float32 or float64 block is one run: the same operations as
-    // without runs.  (A multiple of 4 W for every W: tails come last.)
-    constexpr int64_t kRun = 2048;
+    // Each float lane adds at most 64 vectors (per chain) before its sums go
+    // into double: a block of 16-bit values holds twice float32's count, and
+    // summed in one run its squares lost 5x the accuracy (rstd off by ~29 *
+    // 2^-24, against ~5.7); NEON's 4 lanes made the chains twice as long as
+    // AVX2's.  A float32 block on AVX2 or AVX-512, and any float64 block, is
+    // one run: the same operations as without runs.  (A multiple of 4 W:
+    // tails come last.)
+    constexpr int64_t kRun = 64 * 4 * W;
     double dev = 0.0, sq = 0.0;
     int64_t i = 0;
     for (int64_t start = 0; start < n; start += kRun) {
