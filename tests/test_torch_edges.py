@@ -270,3 +270,45 @@ def test_second_derivatives_raise_rather_than_being_wrong():
     for second in (torch.func.hessian, lambda f: torch.func.jacrev(torch.func.jacrev(f))):
         with pytest.raises(RuntimeError, match="first derivatives only"):
             second(loss)(x)
+
+
+# ------------------------------------------------ tensors given to the NumPy API
+
+@pytest.mark.parametrize("make", [
+    lambda: torch.ones(2, 4, 3),
+    lambda: torch.ones(2, 4, 3, requires_grad=True),
+    lambda: torch.ones(2, 4, 3, dtype=torch.bfloat16),
+], ids=["plain", "requires_grad", "bfloat16"])
+def test_numpy_api_refuses_tensors_naming_gncpu_torch(make):
+    with pytest.raises(TypeError, match=r"gncpu\.torch\.group_norm"):
+        gncpu.group_norm(make(), 2)
+    with pytest.raises(TypeError, match=r"gncpu\.torch\.group_norm"):
+        gncpu.group_norm_backward(make(), make(), np.zeros((2, 2)), np.ones((2, 2)), 2)
+    with pytest.raises(TypeError, match=r"gncpu\.torch\.GroupNorm"):
+        gncpu.GroupNorm(2, 4)(make())
+
+
+def test_numpy_api_refuses_a_tensor_out():
+    x = np.ones((2, 4, 3), np.float32)
+    with pytest.raises(TypeError, match=r"gncpu\.torch"):
+        gncpu.group_norm(x, 2, out=torch.empty(2, 4, 3))
+
+
+def test_numpy_api_reads_parameter_tensors_as_values():
+    x = rand(2, 4, 3, dtype=torch.float32).numpy()
+    weight = nn.Parameter(torch.linspace(0.5, 1.5, 4, dtype=torch.bfloat16))
+    expected = gncpu.group_norm(x, 2, weight.detach().float().numpy())
+    np.testing.assert_array_equal(gncpu.group_norm(x, 2, weight), expected)
+    layer = gncpu.GroupNorm(2, 4)
+    layer.load_state_dict(nn.GroupNorm(2, 4).to(torch.bfloat16).state_dict())
+    assert layer.weight.dtype == np.float32
+
+
+def test_torch_api_refuses_arrays_naming_gncpu_group_norm():
+    with pytest.raises(TypeError, match=r"gncpu\.group_norm"):
+        gt.group_norm(np.ones((2, 4, 3), np.float32), 2)
+
+
+def test_torch_api_suggests_the_activation_name():
+    with pytest.raises(ValueError, match="did you mean 'silu'"):
+        gt.group_norm(torch.ones(2, 4, 3), 2, activation="SiLU")

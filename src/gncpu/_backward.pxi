@@ -2,13 +2,15 @@
 # group_norm's, parse -> plan -> execute, onto gncpu_backward_problem.
 
 
-cdef _raise_invalid_backward(gncpu_status status, const gncpu_backward_problem* b):
+cdef _raise_invalid_backward(gncpu_status status, const gncpu_backward_problem* b,
+                             object shape=None):
     """The exception for a status of gncpu_check_backward_problem."""
     cdef gncpu_problem p
     p.batch, p.channels, p.spatial, p.num_groups = b.batch, b.channels, b.spatial, b.num_groups
+    p.layout = b.layout
     if status == GNCPU_ERR_OVERLAP:
         raise ValueError("grad_weight and grad_bias overlap each other or grad_x")
-    _raise_invalid(status, &p, None)
+    _raise_invalid(status, &p, None, shape)
 
 
 cdef object _as_stats(object s, int64_t batch, int64_t groups, object dtype, str name):
@@ -65,15 +67,16 @@ cdef class _BackwardCall:
             self.native = (_FLOAT32 if p.dtype == GNCPU_F32 else
                            _FLOAT16 if p.dtype == GNCPU_F16 else
                            xa.dtype.newbyteorder("="))
-        self.weight = _as_param(weight, p.channels, self.param_dtype, "weight")
-        self.bias = _as_param(bias, p.channels, self.param_dtype, "bias")
+        shape = (<object>xa).shape
+        self.weight = _as_param(weight, p.channels, self.param_dtype, "weight", shape, nhwc)
+        self.bias = _as_param(bias, p.channels, self.param_dtype, "bias", shape, nhwc)
         p.activation = _as_activation(activation)
         p.num_threads = _num_threads
         p.grad_y = p.x = p.mean = p.rstd = p.weight = p.bias = NULL
         p.grad_x = p.grad_weight = p.grad_bias = NULL
         cdef gncpu_status status = gncpu_check_backward_problem(p)
         if status != GNCPU_OK and status != GNCPU_ERR_NULL_POINTER:
-            _raise_invalid_backward(status, p)
+            _raise_invalid_backward(status, p, shape)
         self.mean = _as_stats(mean, p.batch, p.num_groups, self.param_dtype, "mean")
         self.rstd = _as_stats(rstd, p.batch, p.num_groups, self.param_dtype, "rstd")
         self.x = xa

@@ -13,6 +13,7 @@ Nothing the caller passed is written before every argument has been checked.
 
 import numbers
 import operator
+import sys
 
 import numpy as np
 
@@ -69,16 +70,60 @@ def _is_real_dtype(dtype):
     return dtype.kind in "fiu" or (dtype.kind == "V" and dtype.name == "bfloat16")
 
 
+cdef object _torch_tensor_type():
+    """torch.Tensor if torch is imported, else None (then nothing is a tensor)."""
+    torch = sys.modules.get("torch")
+    return getattr(torch, "Tensor", None)
+
+
+cdef bint _is_torch_tensor(object obj):
+    tensor_type = _torch_tensor_type()
+    return tensor_type is not None and isinstance(obj, tensor_type)
+
+
+cpdef object _array_from(object obj, str name):
+    """An ndarray of obj's values as NumPy reads array-likes (__array__, the
+    array interface, the buffer protocol, sequences), or through DLPack when
+    that is all obj offers."""
+    if _is_torch_tensor(obj):
+        # A parameter (weight, bias, mean, rstd): its values, wherever torch
+        # holds them; NumPy has no bfloat16, and they become float32 or
+        # float64 anyway.
+        obj = obj.detach().cpu()
+        if obj.dtype == sys.modules["torch"].bfloat16:
+            obj = obj.float()
+        return obj.resolve_conj().resolve_neg().numpy()
+    if (hasattr(obj, "__dlpack__") and not hasattr(obj, "__array__")
+            and not hasattr(obj, "__array_interface__") and not hasattr(obj, "__array_struct__")):
+        try:
+            return np.from_dlpack(obj)
+        except (BufferError, RuntimeError, TypeError, ValueError) as error:
+            raise TypeError(f"NumPy cannot read {name} ({type(obj).__name__}) through "
+                            f"DLPack: {error}") from None
+    return np.asarray(obj)
+
+
 cdef cnp.ndarray _as_float_array(object x, str name="x"):
-    cdef cnp.ndarray arr = x if cnp.PyArray_Check(x) else np.asarray(x)
+    if not cnp.PyArray_Check(x) and _is_torch_tensor(x):
+        raise TypeError(
+            f"{name} is a torch.Tensor; gncpu.group_norm and group_norm_backward take NumPy "
+            "arrays. Use gncpu.torch.group_norm(x, num_groups, weight, bias, eps, "
+            "activation=...): it returns a tensor, with autograd and torch.compile; or pass "
+            f"{name}.numpy() for an ndarray")
+    cdef cnp.ndarray arr = x if cnp.PyArray_Check(x) else _array_from(x, name)
     if _dtype_of(arr) >= 0:
         return arr
+    if arr.dtype.kind in "iub":
+        raise TypeError(
+            f"{name} must be a floating-point array (float16, bfloat16, float32 or float64), "
+            f"got dtype {arr.dtype}: convert it first, e.g. {name}.astype(np.float32)")
     if arr.dtype.kind != "f":
         raise TypeError(
             f"{name} must be a floating-point array (float16, bfloat16, float32 or float64), "
             f"got dtype {arr.dtype}")
     raise TypeError(f"{name} has dtype {arr.dtype}; gncpu supports float16, bfloat16 "
-                    "(ml_dtypes), float32 and float64")
+                    f"(ml_dtypes), float32 and float64: convert it first, e.g. "
+                    f"{name}.astype(np.float32)")
 
 
 cdef object _as_integer(object value, str what):
@@ -88,7 +133,10 @@ cdef object _as_integer(object value, str what):
     try:
         return operator.index(value)
     except TypeError:
-        raise TypeError(f"{what} must be an integer, got {type(value).__name__}") from None
+        hint = ""
+        if isinstance(value, numbers.Real) and float(value).is_integer():
+            hint = f" ({value!r}; pass {int(value)})"
+        raise TypeError(f"{what} must be an integer, got {type(value).__name__}{hint}") from None
 
 
 cdef int64_t _as_groups(object num_groups, int64_t channels) except? -1:
@@ -128,23 +176,47 @@ cdef gncpu_activation _as_activation(object activation) except *:
         return <gncpu_activation><int>_ACTIVATIONS[activation]
     except KeyError:
         raise ValueError(
-            f"unknown activation {activation!r}; expected None, "
+            f"unknown activation {activation!r}{_activation_hint(activation)}; expected None, "
             + ", ".join(repr(name) for name in _ACTIVATIONS)) from None
 
 
-cdef object _as_param(object p, int64_t channels, object dtype, str name):
-    """weight/bias as a C-contiguous native array of the parameter dtype, or None."""
+# Other names users write for the activations gncpu has.
+_ACTIVATION_ALIASES = {"swish": "silu"}
+
+
+def _activation_hint(str name):
+    """' (did you mean ...?)' when name is one gncpu knows in another case or
+    under another name, else ''."""
+    key = name.strip().lower()
+    key = _ACTIVATION_ALIASES.get(key, key)
+    if key in _ACTIVATIONS:
+        return f" (did you mean {key!r}?)"
+    if "gelu" in key and "tanh" in key:
+        return " (gncpu's 'gelu' is the exact, erf form; it has no tanh approximation)"
+    return ""
+
+
+cdef object _as_param(object p, int64_t channels, object dtype, str name,
+                      object x_shape=None, bint channels_last=False):
+    """weight/bias as a C-contiguous native array of the parameter dtype, or None
+    (x_shape: for a hint when x's other layout would fit p)."""
     if p is None:
         return None
     if (cnp.PyArray_Check(p) and (<cnp.ndarray>p).dtype is dtype and (<cnp.ndarray>p).ndim == 1
             and (<cnp.ndarray>p).shape[0] == channels and cnp.PyArray_ISCARRAY_RO(<cnp.ndarray>p)):
         return p
-    return _as_param_array(p, (channels,), dtype, name)
+    try:
+        return _as_param_array(p, (channels,), dtype, name)
+    except ValueError as error:
+        hint = _layout_hint(x_shape, channels_last, param_shape=np.shape(p))
+        if not hint:
+            raise
+        raise ValueError(f"{error}{hint}") from None
 
 
 cdef object _as_param_array(object p, tuple shape, object dtype, str name):
     """A real array_like of `shape` as a C-contiguous native array of dtype."""
-    arr = np.asarray(p)
+    arr = _array_from(p, name)
     if not _is_real_dtype(arr.dtype):
         raise TypeError(f"{name} must be a real-valued array, got dtype {arr.dtype}")
     if arr.shape != shape:
@@ -166,16 +238,37 @@ cdef bint _has_channels_last_strides(cnp.ndarray x):
     return np.moveaxis(x, 1, -1).flags.c_contiguous
 
 
-cdef _raise_invalid(gncpu_status status, const gncpu_problem* p, object eps):
-    """The exception for a status of gncpu_check_problem, in the caller's terms."""
+def _layout_hint(shape, bint channels_last, groups=None, param_shape=None):
+    """A hint to pass or drop channels_last when x's other layout would have
+    the channel count the call needs (divisible by groups, or param_shape's
+    length), else ''."""
+    if shape is None or len(shape) < 3:
+        return ""
+    fits = (lambda c: c % groups == 0) if groups else (lambda c: param_shape == (c,))
+    if channels_last:
+        if fits(shape[1]):
+            return (f"; x would have {shape[1]} channels as (N, C, *spatial): "
+                    "if that is its layout, drop channels_last=True")
+    elif fits(shape[len(shape) - 1]):
+        return (f"; x would have {shape[len(shape) - 1]} channels as (N, *spatial, C): "
+                "if it is channels-last, pass channels_last=True")
+    return ""
+
+
+cdef _raise_invalid(gncpu_status status, const gncpu_problem* p, object eps, object shape=None):
+    """The exception for a status of gncpu_check_problem, in the caller's terms
+    (shape: x's, for a hint when the other layout would fit)."""
+    cdef int64_t groups = p.num_groups
     if status == GNCPU_ERR_BAD_GROUPS:
         if p.num_groups <= 0:
             raise ValueError(f"num_groups must be positive, got {p.num_groups}")
         if p.channels == 0:
             raise ValueError(f"num_groups must be 1 for an input with no channels, "
                              f"got {p.num_groups}")
+        hint = _layout_hint(shape, p.layout == GNCPU_NHWC, groups=groups)
         raise ValueError(
-            f"num_groups ({p.num_groups}) must divide the number of channels ({p.channels})")
+            f"num_groups ({p.num_groups}) must divide the number of channels ({p.channels})"
+            + hint)
     if status == GNCPU_ERR_BAD_EPS:
         raise ValueError(f"eps must be finite and non-negative, got {eps!r}")
     message = gncpu_status_message(status).decode()
@@ -201,7 +294,8 @@ cdef inline bint _overlaps(cnp.ndarray a, cnp.ndarray b):
 
 cdef _check_out(object out, cnp.ndarray x, object dtype):
     if not cnp.PyArray_Check(out):
-        raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
+        hint = "; for tensors use gncpu.torch.group_norm" if _is_torch_tensor(out) else ""
+        raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}{hint}")
     cdef cnp.ndarray o = out
     if o.dtype != dtype:
         raise TypeError(f"out must have dtype {dtype}, got {o.dtype}")
@@ -255,15 +349,16 @@ cdef class _Call:
             self.native = (_FLOAT32 if p.dtype == GNCPU_F32 else
                            _FLOAT16 if p.dtype == GNCPU_F16 else
                            xa.dtype.newbyteorder("="))
-        self.weight = _as_param(weight, p.channels, self.param_dtype, "weight")
-        self.bias = _as_param(bias, p.channels, self.param_dtype, "bias")
+        shape = (<object>xa).shape
+        self.weight = _as_param(weight, p.channels, self.param_dtype, "weight", shape, nhwc)
+        self.bias = _as_param(bias, p.channels, self.param_dtype, "bias", shape, nhwc)
         p.activation = _as_activation(activation)
         self.want_stats = _as_flag(return_stats, "return_stats")
         p.num_threads = _num_threads
         # The pointers come with the plan; every value is checked now.
         cdef gncpu_status status = gncpu_check_problem(p)
         if status != GNCPU_OK and status != GNCPU_ERR_NULL_POINTER:
-            _raise_invalid(status, p, eps)
+            _raise_invalid(status, p, eps, shape)
         self.x = xa
 
     cdef plan(self, object out):
@@ -324,7 +419,9 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, *, out=None,
 
         y = (x - mean) / sqrt(var + eps) * weight[c] + bias[c]
 
-    x: float32, float64, float16 or bfloat16 (ml_dtypes) array_like; 16-bit
+    x: float32, float64, float16 or bfloat16 (ml_dtypes) array_like (what
+        np.asarray reads, or a DLPack producer; torch tensors go to
+        gncpu.torch.group_norm instead, a TypeError says so); 16-bit
         values are computed in float32.  The result has x's dtype.
     num_groups: a positive integer dividing C.
     weight, bias: None (ones, zeros) or 1-D of length C, any real dtype.
@@ -338,7 +435,7 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, *, out=None,
         channels-last memory is recognised without this flag.
 
     ValueError for values out of range, TypeError for wrong types; nothing is
-    written when either is raised.  See the README for the full contract.
+    written when either is raised.  See docs/api.md for the full contract.
     """
     cdef _Call call = _Call.__new__(_Call)
     call.eps = eps

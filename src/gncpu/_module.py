@@ -1,10 +1,11 @@
 """A module-like GroupNorm, shaped like torch.nn.GroupNorm."""
 
 import operator
+import sys
 
 import numpy as np
 
-from ._core import _check_layer, _is_real_dtype, group_norm
+from ._core import _array_from, _check_layer, _is_real_dtype, group_norm
 
 
 def _positive_int(value, name):
@@ -59,13 +60,22 @@ class GroupNorm:
             self.bias = None
 
     def __call__(self, x, out=None):
+        torch = sys.modules.get("torch")
+        if torch is not None and isinstance(x, torch.Tensor):
+            raise TypeError("gncpu.GroupNorm takes NumPy arrays, got a torch.Tensor: use "
+                            "gncpu.torch.GroupNorm (a torch.nn.Module with the same arguments)")
         shape = np.shape(x)
         axis = -1 if self.channels_last else 1
         if len(shape) >= 2 and shape[axis] != self.num_channels:
             layout = "(N, ..., {0})" if self.channels_last else "(N, {0}, ...)"
+            hint = ""
+            if len(shape) >= 3 and shape[1 if self.channels_last else -1] == self.num_channels:
+                hint = ("; its channels are on axis 1: drop channels_last=True" if self.channels_last
+                        else "; its last axis matches: for channels-last input make the layer "
+                        "with channels_last=True")
             raise ValueError(
                 f"expected input with {self.num_channels} channels (shape "
-                f"{layout.format(self.num_channels)}), got shape {tuple(shape)}")
+                f"{layout.format(self.num_channels)}), got shape {tuple(shape)}{hint}")
         return group_norm(x, self.num_groups, self.weight, self.bias, self.eps, out=out,
                           activation=self.activation, channels_last=self.channels_last)
 
@@ -88,7 +98,7 @@ class GroupNorm:
                              f"unexpected {unexpected}")
         loaded = {}
         for key in sorted(expected):
-            value = np.asarray(state_dict[key])
+            value = _array_from(state_dict[key], key)
             if not _is_real_dtype(value.dtype):
                 raise TypeError(f"{key} must be real-valued, got dtype {value.dtype}")
             if value.shape != (self.num_channels,):

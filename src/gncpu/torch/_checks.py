@@ -3,6 +3,7 @@ format an output gets.  Imports torch and nothing of gncpu.torch."""
 
 import operator
 
+import numpy as np
 import torch
 from torch._prims_common import suggest_memory_format as _suggest_memory_format
 
@@ -50,10 +51,14 @@ def _check_dense(t, name, devices=("cpu",)):
         raise ValueError(f"{name} must be a CPU tensor, got device {t.device}")
 
 
+def _numpy_hint(x):
+    return ("; for NumPy arrays use gncpu.group_norm" if isinstance(x, np.ndarray) else "")
+
+
 def check_input(x, devices=("cpu",)):
     """x as the kernels take it; devices adds "meta" for shape inference."""
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}{_numpy_hint(x)}")
     if x.dtype not in DTYPE_CODES:
         raise TypeError(f"x has dtype {x.dtype}; gncpu supports torch.float16, "
                         "torch.bfloat16, torch.float32 and torch.float64")
@@ -126,7 +131,7 @@ def check_types(x, num_groups, weight, bias, eps, activation):
     would refuse with a RuntimeError; returns num_groups and eps as the schema
     takes them."""
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}{_numpy_hint(x)}")
     for p, name in ((weight, "weight"), (bias, "bias")):
         if p is not None and not isinstance(p, torch.Tensor):
             raise TypeError(f"{name} must be None or a torch.Tensor, got {type(p).__name__}")
