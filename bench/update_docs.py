@@ -1,15 +1,18 @@
-"""Regenerate the README's benchmark tables from bench/run.py's JSON.
+"""Regenerate the benchmark tables of docs/performance.md (and README.md's
+short one) from bench/run.py's and bench/backward.py's JSON.
 
     python bench/run.py --threads 1,2 --json bench/results/latest.json
     python bench/run.py --threads 1,2 --dtype bfloat16 --json bench/results/latest-bfloat16.json
     python bench/backward.py --threads 1,2 --json bench/results/backward.json
-    python bench/update_readme.py bench/results/latest.json [bench/results/latest-*.json ...]
+    python bench/update_docs.py bench/results/latest.json [bench/results/latest-*.json ...]
 
-The first file (float32, NCHW, no activation) fills the main table; each
-further file (another dtype, --channels-last or --activation) adds a compact
-table to the inference-paths section; a --busy file fills the busy-machine
-table; bench/backward.py's files fill the backward table.  Replaces the lines
-between the markers in README.md.
+The first file (float32, NCHW, no activation) fills the main table of
+docs/performance.md and the short table of README.md; each further file
+(another dtype, --channels-last or --activation) adds a compact table to the
+inference-paths section; a --busy file fills the busy-machine table;
+bench/backward.py's files fill the backward table.  Replaces the lines
+between the markers (<!-- bench-...-start --> / <!-- bench-...-end -->); a
+file without its markers is an error, and nothing is written then.
 """
 
 import json
@@ -24,6 +27,11 @@ BUSY_START = "<!-- bench-busy-start -->"
 BUSY_END = "<!-- bench-busy-end -->"
 BACKWARD_START = "<!-- bench-backward-start -->"
 BACKWARD_END = "<!-- bench-backward-end -->"
+SUMMARY_START = "<!-- bench-summary-start -->"
+SUMMARY_END = "<!-- bench-summary-end -->"
+ROOT = Path(__file__).resolve().parent.parent
+PERFORMANCE = ROOT / "docs" / "performance.md"
+README = ROOT / "README.md"
 PEERS = ["torch", "torch.compile", "onnxruntime", "openvino", "numpy"]
 TITLES = {"torch": "PyTorch", "torch.compile": "torch.compile", "onnxruntime": "ONNX Runtime",
           "openvino": "OpenVINO", "numpy": "NumPy"}
@@ -98,6 +106,36 @@ def render(data):
         if s:
             out += ["", "Geometric-mean speed-up over the fastest peer per shape: "
                         + summary_sentence(s)]
+    return out
+
+
+def render_summary(data):
+    """README's short table: the main run at its largest thread count, gncpu
+    against PyTorch and the fastest peer, with gncpu's error."""
+    m = data["machine"]
+    threads = max(r["threads"] for r in data["rows"])
+    rows = [r for r in data["rows"] if r["threads"] == threads]
+    peers = [p for p in PEERS if any(r["impl"] == p for r in rows)]
+    out = [f"`bench/run.py` on {m['cpu']} ({m['cores']} CPUs), ISA `{m['isa']}`, {data['dtype']}, "
+           f"{threads} thread{'s' if threads > 1 else ''}: time ÷ a multithreaded copy of the "
+           "same tensor (µs for the tiny shape); lower is better.", "",
+           "| shape | gncpu | PyTorch | fastest peer | gncpu vs fastest peer | gncpu max error |",
+           "|---|---|---|---|---|---|"]
+    for shape in dict.fromkeys(r["shape"] for r in rows):
+        by_impl = {r["impl"]: r for r in rows if r["shape"] == shape}
+        mine = by_impl.get("gncpu")
+        tiny = is_tiny(shape, mine)
+        ran = [p for p in peers if p in by_impl]
+        fastest = min(ran, key=lambda p: by_impl[p]["seconds"]) if ran else None
+        err = (mine or {}).get("max_error")
+        cells = [f"{shape} ({'×'.join(map(str, next(iter(by_impl.values()))['dims']))})",
+                 time_cell(mine, tiny), time_cell(by_impl.get("torch"), tiny),
+                 f"{TITLES[fastest]} {time_cell(by_impl[fastest], tiny)}" if fastest else "–",
+                 speedup_cell(by_impl, peers), f"{err:.0e}" if err is not None else "–"]
+        out.append("| " + " | ".join(cells) + " |")
+    s = data["summary"].get(str(threads))
+    if s:
+        out += ["", "Geometric-mean speed-up over the fastest peer per shape: " + summary_sentence(s)]
     return out
 
 
@@ -228,9 +266,9 @@ def render_backward(datasets):
     return out
 
 
-def replace_between(text, start, end, lines):
+def replace_between(text, start, end, lines, name):
     if start not in text or end not in text:
-        sys.exit(f"README.md lacks the markers {start} / {end}")
+        sys.exit(f"{name} lacks the markers {start} / {end}")
     before, rest = text.split(start, 1)
     _, after = rest.split(end, 1)
     return before + start + "\n" + "\n".join(lines) + "\n" + end + after
@@ -243,18 +281,24 @@ def main(argv):
     busy = [d for d in datasets if "busy" in d]
     backward = [d for d in datasets if is_backward(d)]
     datasets = [d for d in datasets if "busy" not in d and not is_backward(d)]
-    readme = Path(__file__).resolve().parent.parent / "README.md"
-    text = readme.read_text()
+    name = PERFORMANCE.relative_to(ROOT).as_posix()
+    text = PERFORMANCE.read_text()
+    readme = README.read_text()
     if datasets:
-        text = replace_between(text, START, END, render(datasets[0]))
+        text = replace_between(text, START, END, render(datasets[0]), name)
+        readme = replace_between(readme, SUMMARY_START, SUMMARY_END, render_summary(datasets[0]),
+                                 "README.md")
     if len(datasets) > 1:
-        text = replace_between(text, VARIANTS_START, VARIANTS_END, render_variants(datasets[1:]))
+        text = replace_between(text, VARIANTS_START, VARIANTS_END, render_variants(datasets[1:]),
+                               name)
     if busy:
-        text = replace_between(text, BUSY_START, BUSY_END, render_busy(busy[0]))
+        text = replace_between(text, BUSY_START, BUSY_END, render_busy(busy[0]), name)
     if backward:
-        text = replace_between(text, BACKWARD_START, BACKWARD_END, render_backward(backward))
-    readme.write_text(text)
-    print(f"README.md tables updated from {', '.join(argv[1:])}")
+        text = replace_between(text, BACKWARD_START, BACKWARD_END, render_backward(backward), name)
+    PERFORMANCE.write_text(text)
+    README.write_text(readme)
+    print(f"{name} tables updated from {', '.join(argv[1:])}"
+          + (" (and README.md's short table)" if datasets else ""))
 
 
 if __name__ == "__main__":
