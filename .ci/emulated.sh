@@ -58,7 +58,7 @@ print('python + numpy', np.__version__, 'run here')"
         "import gncpu; assert gncpu.isa() == 'scalar', gncpu.isa(); print('isa:', gncpu.isa(), gncpu.supported_isas())"
     py_on Haswell -c \
         "import gncpu; assert gncpu.isa() == 'avx2', gncpu.isa(); print('isa:', gncpu.isa(), gncpu.supported_isas())"
-    py_on Westmere -m pytest "$root/tests/test_oracle.py" \
+    py_on Westmere -m pytest "$root/tests/test_accuracy.py" \
         "$root/tests/test_bad_input.py" -p no:cacheprovider -q -x \
         -k "not python_dash_m" -o addopts="--strict-markers --strict-config"
 fi

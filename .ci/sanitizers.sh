@@ -4,7 +4,7 @@
 # the way), then the extension built with GNCPU_SANITIZE=1 under the
 # kernel-facing Python tests.  Any report fails the job.
 #
-# Left out of the Python run: tests/test_reference*.py (the pure-NumPy
+# Left out of the Python run: tests/test_oracle*.py (the pure-NumPy
 # oracle, which never calls the core) and tests/test_torch*.py (torch is not
 # installed here; _core._group_norm_raw, its entry point, is tested by
 # tests/test_raw.py).  Python itself is not instrumented, so the sanitizer
@@ -53,6 +53,6 @@ export PYTHONMALLOC=malloc  # let ASan see every allocation
 # ASan's quarantine keeps freed memory on purpose, so resident-size growth
 # means nothing here; that test runs in the normal jobs.
 "$work/venv/bin/python" -m pytest tests -p no:cacheprovider -q -k "not memory_growth" \
-    --ignore=tests/test_reference.py --ignore=tests/test_reference_backward.py \
+    --ignore=tests/test_oracle.py --ignore=tests/test_oracle_backward.py \
     --ignore-glob="tests/test_torch*.py"
 lap "Python tests passed"

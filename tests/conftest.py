@@ -84,7 +84,7 @@ RTOL = {np.float32: 1e-6, np.float64: 1e-12}
 # Two float32 kernels (ISAs) on the same input agree to within this.
 KERNEL_AGREEMENT = 2e-6
 
-# The oracle against closed forms computed another way (tests/test_reference.py):
+# The oracle against closed forms computed another way (tests/test_oracle.py):
 # a few float64 roundings apart.
 ORACLE_RTOL = 1e-15
 

@@ -174,7 +174,7 @@ def test_fuse_leaves_hooked_modules_alone():
 
 @pytest.mark.parametrize("training", [False, True])
 def test_compile_backend_gncpu_fuses_and_matches(training, monkeypatch):
-    from test_torch import has_cpp_compiler  # Inductor compiles C++
+    from torch_helpers import has_cpp_compiler  # Inductor compiles C++
 
     from gncpu.torch import _fusion
 

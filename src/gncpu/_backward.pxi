@@ -51,22 +51,11 @@ cdef class _BackwardCall:
             xa = np.moveaxis(xa, 1, -1)  # channels-last memory, read as it is
             dya = np.moveaxis(dya, 1, -1)  # (copied below unless it is too)
             nhwc = self.moved_axis = True
-        p.dtype = <gncpu_dtype>_dtype_of(xa)
-        p.layout = GNCPU_NHWC if nhwc else GNCPU_NCHW
-        p.batch = xa.shape[0]
-        p.channels = xa.shape[ndim - 1] if nhwc else xa.shape[1]
-        p.spatial = 1
-        cdef int d
-        for d in range(1, ndim - 1) if nhwc else range(2, ndim):
-            p.spatial *= xa.shape[d]
-        p.num_groups = _as_groups(num_groups, p.channels)
-        if p.dtype == GNCPU_F64:
-            self.native = self.param_dtype = _FLOAT64
-        else:
-            self.param_dtype = _FLOAT32
-            self.native = (_FLOAT32 if p.dtype == GNCPU_F32 else
-                           _FLOAT16 if p.dtype == GNCPU_F16 else
-                           xa.dtype.newbyteorder("="))
+        cdef _Geometry g = _geometry(xa, nhwc, num_groups)
+        p.dtype, p.layout, p.batch, p.channels = g.dtype, g.layout, g.batch, g.channels
+        p.spatial, p.num_groups = g.spatial, g.num_groups
+        self.param_dtype = _parameter_dtype(p.dtype)
+        self.native = _native_dtype(xa, p.dtype)
         shape = (<object>xa).shape
         self.weight = _as_param(weight, p.channels, self.param_dtype, "weight", shape, nhwc)
         self.bias = _as_param(bias, p.channels, self.param_dtype, "bias", shape, nhwc)

@@ -1,5 +1,5 @@
 # The compiled bindings (_core.pyx): types of what gncpu and its tools use.
-from typing import Any, Literal, Optional, Tuple, Union, overload
+from typing import Any, Dict, Literal, Optional, Tuple, Union, overload
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -7,6 +7,12 @@ from numpy.typing import ArrayLike, NDArray
 from ._types import ActivationName, BuildInfo, IsaName, OutputCacheInfo
 
 _Activation = Optional[ActivationName]
+
+# The C API's codes (gncpu.h), read from the compiled core.
+DTYPE_CODES: Dict[str, int]
+LAYOUT_CODES: Dict[str, int]
+PARAMETER_DTYPES: Dict[int, str]
+ACTIVATION_NAMES: Tuple[ActivationName, ...]
 _FloatArray = NDArray[Any]
 
 @overload

@@ -1,5 +1,5 @@
 """What gncpu.torch accepts: dtypes, layouts, argument checks and the memory
-format an output gets.  Imports torch and nothing of gncpu.torch."""
+format an output gets.  Imports torch and gncpu._core, nothing of gncpu.torch."""
 
 import operator
 
@@ -7,9 +7,12 @@ import numpy as np
 import torch
 from torch._prims_common import suggest_memory_format as _suggest_memory_format
 
-# gncpu_dtype codes (cpp/include/gncpu/gncpu.h).
-DTYPE_CODES = {torch.float32: 0, torch.float64: 1, torch.float16: 2, torch.bfloat16: 3}
-NCHW, NHWC = 0, 1
+from gncpu import _core
+
+# The C API's codes and parameter types in torch's terms (from _core's tables).
+DTYPE_CODES = {getattr(torch, name): code for name, code in _core.DTYPE_CODES.items()}
+NCHW, NHWC = _core.LAYOUT_CODES["nchw"], _core.LAYOUT_CODES["nhwc"]
+PARAMETER_DTYPES = {code: getattr(torch, name) for code, name in _core.PARAMETER_DTYPES.items()}
 _CHANNELS_LAST = {4: torch.channels_last, 5: torch.channels_last_3d}
 _INTEGER_DTYPES = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
 
@@ -32,7 +35,7 @@ def memory_format(x):
 
 def param_dtype(dtype):
     """The C core's parameter and statistics type for input of dtype."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
+    return PARAMETER_DTYPES[DTYPE_CODES[dtype]]
 
 
 def spatial_size(x):

@@ -93,7 +93,8 @@ _ACTIVATIONS = {"silu": F.silu, "relu": F.relu, "gelu": F.gelu}
 def composite(x, num_groups, weight, bias, eps, activation):
     """The same function in torch's own ops (what ONNX exporters know)."""
     if activation is not None and activation not in _ACTIVATIONS:
-        raise ValueError(f"activation must be None, 'silu', 'relu' or 'gelu', got {activation!r}")
+        raise ValueError(f"activation must be None or one of {tuple(_ACTIVATIONS)}, "
+                         f"got {activation!r}")
     weight = None if weight is None else weight.to(x.dtype)
     bias = None if bias is None else bias.to(x.dtype)
     y = F.group_norm(x, num_groups, weight, bias, eps)

@@ -11,15 +11,14 @@ unless the user chose gncpu's with ``gncpu.set_num_threads``.
 import torch
 
 from .. import _core
-from ._checks import (DTYPE_CODES, NCHW, NHWC, check_grad, check_input, check_param,
-                      check_stats, memory_format, spatial_size)
+from ._checks import (DTYPE_CODES, NCHW, NHWC, PARAMETER_DTYPES, check_grad, check_input,
+                      check_param, check_stats, memory_format, spatial_size)
 
 # Bound once: the eager path reads them on every call (a microsecond matters
 # for small tensors).
 _Tensor = torch.Tensor
 _STRIDED = torch.strided
 _CONTIGUOUS = torch.contiguous_format
-_FLOAT32, _FLOAT64 = torch.float32, torch.float64
 _empty = torch.empty
 _empty_like = torch.empty_like
 _zeros = torch.zeros
@@ -84,7 +83,7 @@ def forward(x, num_groups, weight, bias, eps, activation, with_stats):
     batch, channels = shape[0], shape[1]
     rows = batch * channels
     spatial = x.numel() // rows if rows else spatial_size(x)
-    pdtype = _FLOAT64 if dtype == 1 else _FLOAT32
+    pdtype = PARAMETER_DTYPES[dtype]
     weight = kernel_param(weight, channels, pdtype, "weight")
     bias = kernel_param(bias, channels, pdtype, "bias")
     x, fmt, layout = _in_kernel_layout(x, shape, channels, spatial)
@@ -151,7 +150,7 @@ def backward(grad_y, x, mean, rstd, num_groups, weight, bias, activation, output
     batch, channels = shape[0], shape[1]
     rows = batch * channels
     spatial = x.numel() // rows if rows else spatial_size(x)
-    pdtype = _FLOAT64 if dtype == 1 else _FLOAT32
+    pdtype = PARAMETER_DTYPES[dtype]
     need_x, need_weight, need_bias = output_mask
     weight_dtype = pdtype if weight is None else grad_dtype(weight, pdtype)
     bias_dtype = pdtype if bias is None else grad_dtype(bias, pdtype)
