@@ -9,7 +9,9 @@ and the forward's statistics, at the same thread count, timed as bench/run.py
 times (median of rounds, best of passes, a pause between implementations):
   floor          the memory traffic alone: x and grad_y read once, grad_x
                  written once (a parallel byte-wise XOR with the kernels'
-                 threading, or 1.5 copies of x, whichever is faster)
+                 threading, or 1.5 copies of x, whichever is faster; each
+                 timed with the thread count and with one thread, the faster
+                 kept, as the kernels drop to one thread while a core is busy)
   gncpu          gncpu.group_norm_backward (dx allocated by it)
   gncpu out=     the same into a NumPy-like buffer (16 bytes past a cache line)
   torch          PyTorch's CPU backward: autograd of F.group_norm (then the
@@ -33,8 +35,10 @@ import numpy as np
 import gncpu
 from gncpu import reference
 from gncpu._core import _parallel_copy, _parallel_xor
+from gncpu._measure import (Floor, floor_destination, format_seconds, measure_floor, plural,
+                            plural_counts, progress)
 
-from run import SUITE, machine_info, numpy_like_empty_like, parse_shape, time_each
+from run import SUITE, machine_info, numpy_like_empty_like, parse_shape, shape_title, time_each
 
 ACTIVATIONS = ("silu", "relu", "gelu")
 
@@ -71,12 +75,12 @@ def make_case(shape, groups, dtype, activation, channels_last):
 # ------------------------------------------------------------- implementations
 
 def make_floor_xor(case):
-    out = np.empty_like(case.x)
+    out = floor_destination(case.x)  # (not where a slow memcpy path would put it)
     return lambda: _parallel_xor(out, case.x, case.dy)
 
 
 def make_copy(case):
-    out = np.empty_like(case.x)
+    out = floor_destination(case.x)
     return lambda: _parallel_copy(out, case.x)
 
 
@@ -151,9 +155,33 @@ IMPLEMENTATIONS = [
     ("gncpu.torch", make_gncpu_torch),
 ]
 PEERS = ("torch", "torch.compile")
+FLOORS = ("floor xor", "copy")  # timed by measure_floor, not with the others
+DISPLAY_NAMES = {"floor xor": "xor of x, dy", "copy": "copy of x"}
+
+LEGEND = """\
+  time          median time per call over {rounds}, the best of {passes}
+  x floor       time / the floor's: the faster of the xor and 1.5 copies of x,
+                each on the table's thread count or on 1 thread, whichever is
+                faster; lower is better, 1.00 = the floor
+  gncpu faster  the row's time / gncpu's: 2.00x = gncpu takes half the time
+  dx error      largest |dx - the float64 oracle's| / largest |dx|
+  xor of x, dy  dx = x ^ dy byte-wise with gncpu's threading: x and dy read once,
+                dx written once, no arithmetic
+  copy of x     a copy of x with gncpu's threading (1.5 of them move as many bytes)
+  gncpu         group_norm_backward allocating dx; gncpu out=: into a buffer
+                placed as NumPy places its arrays (16 bytes past a cache line)
+  torch, torch.compile, gncpu.torch
+                autograd's backward of F.group_norm / the compiled graph /
+                gncpu's operator, the forward graph kept and the backward re-run"""
 
 
-def bench_shape(name, shape, groups, dtype, activation, channels_last, threads, rounds, passes):
+def display_name(impl):
+    return DISPLAY_NAMES.get(impl, impl)
+
+
+def bench_shape(name, shape, groups, dtype, activation, channels_last, threads, rounds, passes,
+                note=None):
+    """One shape's rows and the skipped implementations; note(text) hears the progress."""
     case = make_case(shape, groups, dtype, activation, channels_last)
     expected = reference.group_norm_backward(case.dy, case.x, case.mean, case.rstd, groups,
                                              case.weight, case.bias, activation=activation,
@@ -161,6 +189,8 @@ def bench_shape(name, shape, groups, dtype, activation, channels_last, threads, 
     scale = float(np.max(np.abs(expected)))
     runs, errors, skipped = {}, {}, {}
     for impl, factory in IMPLEMENTATIONS:
+        if note:
+            note(f"preparing {display_name(impl)}")
         try:
             fn = factory(case)
             out = fn()
@@ -170,10 +200,17 @@ def bench_shape(name, shape, groups, dtype, activation, channels_last, threads, 
         runs[impl] = fn
         if out is not None:
             errors[impl] = float(np.max(np.abs(np.asarray(out, np.float64) - expected))) / scale
-    times = {}
-    for _ in range(passes):
-        for impl, seconds in time_each(runs, rounds).items():
-            times[impl] = min(seconds, times.get(impl, float("inf")))
+
+    def best_of_passes(runs_now):  # a noisy neighbour hits one pass, not all
+        timed = [time_each(runs_now, rounds, note=note) for _ in range(passes)]
+        return {impl: min(pass_[impl] for pass_ in timed) for impl in timed[0]}
+
+    times, floors = {}, {}
+    for impl in FLOORS:
+        floors[impl] = measure_floor(runs.pop(impl), threads,
+                                     lambda fn, impl=impl: best_of_passes({impl: fn})[impl])
+        times[impl] = floors[impl].seconds
+    times.update(best_of_passes(runs))
     floor = min(times["floor xor"], 1.5 * times["copy"])
     rows = []
     for impl, seconds in times.items():
@@ -183,33 +220,60 @@ def bench_shape(name, shape, groups, dtype, activation, channels_last, threads, 
                      "x_floor": seconds / floor,
                      "gncpu_speedup": seconds / times["gncpu"],
                      "max_rel_error": errors.get(impl)})
+        if impl in floors:  # both timings behind it
+            rows[-1].update(team_s=floors[impl].team_seconds, solo_s=floors[impl].solo_seconds,
+                            floor_threads=floors[impl].threads)
     return rows, skipped
 
 
-def print_rows(rows):
-    print(f"  {'implementation':14s} {'time':>11s} {'x floor':>8s} {'gncpu is':>9s} {'dx error':>9s}")
+def format_rows(rows):
+    """A shape's table (see LEGEND), and a note when a 1-thread floor beat the team's."""
+    lines = [f"  {'implementation':14s} {'time':>10s} {'x floor':>8s} {'gncpu faster':>12s} "
+             f"{'dx error':>9s}"]
     for r in rows:
-        t = r["seconds"]
-        shown = f"{t * 1e6:8.1f} us" if t < 1e-2 else f"{t * 1e3:8.2f} ms"
-        speed = f"{r['gncpu_speedup']:7.2f}x" if r["impl"] not in ("gncpu", "floor xor", "copy") else ""
+        speed = f"{r['gncpu_speedup']:.2f}x" if r["impl"] not in ("gncpu",) + FLOORS else ""
         err = f"{r['max_rel_error']:.1e}" if r["max_rel_error"] is not None else "-"
-        print(f"  {r['impl']:14s} {shown:>11s} {r['x_floor']:8.2f} {speed:>9s} {err:>9s}")
+        lines.append(f"  {display_name(r['impl']):14s} {format_seconds(r['seconds'])} "
+                     f"{r['x_floor']:7.2f}x {speed:>12s} {err:>9s}")
+    for r in rows:
+        if r["impl"] in FLOORS and r["threads"] > 1 and r.get("solo_s") is not None and \
+                Floor(r["threads"], r["team_s"], r["solo_s"]).team_waited:
+            lines.append(f"  note: the 1-thread {display_name(r['impl'])} "
+                         f"({format_seconds(r['solo_s']).strip()}) beat the "
+                         f"{r['threads']}-thread one ({format_seconds(r['team_s']).strip()}): "
+                         "other work may be running on these cores")
+    return "\n".join(lines)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shape", action="append", default=[],
+                        help="NxCxHxW[:G] (repeatable; G defaults to min(32, C)); "
+                             "default: bench/run.py's model suite")
+    parser.add_argument("--dtype", choices=["float32", "float64", "float16", "bfloat16"],
+                        default="float32",
+                        help="x's and dy's dtype (default: %(default)s; bfloat16 needs ml_dtypes)")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="x and dy held (N, *spatial, C); shapes are still given as NxCxHxW")
+    parser.add_argument("--activation", choices=ACTIVATIONS,
+                        help="the backward of GroupNorm followed by this activation")
+    parser.add_argument("--threads", default=str(gncpu.get_num_threads()),
+                        help="thread count, or a comma list for a sweep, e.g. 1,2 "
+                             "(default: gncpu's, %(default)s)")
+    parser.add_argument("--rounds", type=int, default=11,
+                        help="timed rounds per implementation and pass; each figure is "
+                             "their median (default: %(default)s)")
+    parser.add_argument("--passes", type=int, default=2,
+                        help="timing passes per shape; each implementation keeps its best "
+                             "median (default: %(default)s)")
+    parser.add_argument("--skip-large", action="store_true", help="skip shapes over 64 MiB")
+    parser.add_argument("--json", help="write the results to this file")
+    return parser
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--shape", action="append", default=[], help="NxCxHxW[:G] (repeatable)")
-    parser.add_argument("--dtype", choices=["float32", "float64", "float16", "bfloat16"],
-                        default="float32")
-    parser.add_argument("--channels-last", action="store_true")
-    parser.add_argument("--activation", choices=ACTIVATIONS)
-    parser.add_argument("--threads", default=str(gncpu.get_num_threads()))
-    parser.add_argument("--rounds", type=int, default=11)
-    parser.add_argument("--passes", type=int, default=2)
-    parser.add_argument("--skip-large", action="store_true", help="skip shapes over 64 MiB")
-    parser.add_argument("--json", help="write the results to this file")
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     if args.dtype == "bfloat16":
         import ml_dtypes
         dtype = np.dtype(ml_dtypes.bfloat16)
@@ -218,30 +282,34 @@ def main(argv=None):
     shapes = [parse_shape(s) for s in args.shape] or SUITE
     thread_counts = [int(t) for t in args.threads.split(",")]
     info = machine_info(thread_counts)
-    print(f"gncpu backward benchmark: {info['cpu']} ({info['cores']} CPUs), ISA {info['isa']}, "
-          f"threads {args.threads}, {dtype.name}"
+    print(f"gncpu backward benchmark: {info['cpu']} ({plural(info['cores'], 'CPU')}), "
+          f"ISA {info['isa']}, {plural_counts(thread_counts, 'thread')}, {dtype.name}"
           f"{', + ' + args.activation if args.activation else ''}"
           f"{', channels-last' if args.channels_last else ''}")
+    print(LEGEND.format(rounds=plural(args.rounds, "timed round"),
+                        passes=plural(args.passes, "pass", "passes")))
+    jobs = [(threads, name, shape, groups) for threads in thread_counts
+            for name, shape, groups in shapes
+            if not (args.skip_large and math.prod(shape) * dtype.itemsize > 64 << 20)]
     rows, notes = [], {}
-    for threads in thread_counts:
-        gncpu.set_num_threads(threads)
-        try:
-            import torch
-            torch.set_num_threads(threads)
-        except ImportError:
-            pass
-        for name, shape, groups in shapes:
-            if args.skip_large and math.prod(shape) * dtype.itemsize > 64 << 20:
-                continue
-            print(f"\n{name}: {'x'.join(map(str, shape))}, G={groups}, {threads} threads")
+    with progress(len(jobs), "shapes") as bar:
+        for threads, name, shape, groups in jobs:
+            gncpu.set_num_threads(threads)
+            try:
+                import torch
+                torch.set_num_threads(threads)
+            except ImportError:
+                pass
+            bar.step(f"{name}, {plural(threads, 'thread')}")
             shape_rows, skipped = bench_shape(name, shape, groups, dtype, args.activation,
                                               args.channels_last, threads, args.rounds,
-                                              args.passes)
+                                              args.passes, note=bar.note)
             notes.update(skipped)
-            print_rows(shape_rows)
+            bar.write("\n" + shape_title(name, shape, groups, threads) + "\n"
+                      + format_rows(shape_rows))
             rows += shape_rows
     for impl, why in notes.items():
-        print(f"note: {impl} skipped ({why})")
+        print(f"note: {display_name(impl)} skipped ({why})")
     for threads in thread_counts:
         sel = [r for r in rows if r["threads"] == threads]
         ratios = []
@@ -251,8 +319,9 @@ def main(argv=None):
             if theirs and mine:
                 ratios.append(min(theirs) / mine[0])
         if ratios:
-            print(f"\n{threads} threads: gncpu's backward vs the fastest PyTorch backward per shape: "
-                  f"geometric mean {math.exp(np.mean(np.log(ratios))):.2f}x, worst {min(ratios):.2f}x")
+            print(f"\n{plural(threads, 'thread')}: gncpu's backward vs the fastest PyTorch "
+                  "backward per shape (that backward's time / gncpu's): geometric mean "
+                  f"{math.exp(np.mean(np.log(ratios))):.2f}x, worst {min(ratios):.2f}x")
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as f:

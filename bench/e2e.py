@@ -22,6 +22,10 @@ So that nothing but the kernel is credited to it:
     MALLOC_TRIM_THRESHOLD_=...), and jemalloc when it is installed.  Under the
     default one, every large tensor is fresh mmap memory, page-faulted and
     zeroed on first write; whoever writes first pays.
+
+A run takes minutes (building the U-Net alone takes a while): each child
+process reports its steps on stderr (a progress bar on a terminal, plain
+lines elsewhere), and each row is printed as soon as it is measured.
 """
 
 import argparse
@@ -34,6 +38,9 @@ import sys
 import time
 
 from machine import cpu_name  # bench/ is on sys.path when run as a script
+
+# Nothing of gncpu at the top: a child imports torch first, then gncpu, as a
+# user's model code does (gncpu._measure's helpers are imported after them).
 
 ALLOCATORS = {
     "glibc": {},
@@ -113,31 +120,40 @@ def child(args):
     import torch
 
     import gncpu
+    from gncpu._measure import Progress
 
     torch.set_num_threads(args.threads)
     gncpu.set_num_threads(args.threads)
     results = []
-    for name in args.models.split(","):
+    models, dtypes, layouts = (args.models.split(","), args.dtypes.split(","),
+                               args.layouts.split(","))
+    bar = Progress(len(models) * (1 + len(dtypes) * len(layouts)), f"steps ({args.allocator})")
+    for name in models:
+        bar.step(f"building {name}")
         model, inputs, run = build(name)
         switch = Switch(model)
-        for dtype_name in args.dtypes.split(","):
+        for dtype_name in dtypes:
             dtype = getattr(torch, dtype_name)
             model.to(dtype)
             typed = tuple(t.to(dtype) if t.is_floating_point() else t for t in inputs)
-            for layout in args.layouts.split(","):
+            for layout in layouts:
+                bar.step(f"{name}, {dtype_name}, {layout}")
                 fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
                 model.to(memory_format=fmt)
                 laid = tuple(t.contiguous(memory_format=fmt) if t.dim() == 4 else t for t in typed)
                 with torch.inference_mode():
                     outputs, times = {}, {"torch": [], "gncpu": []}
                     for variant in ("torch", "gncpu"):  # warm-up (and the outputs)
+                        bar.note(f"warm-up, {variant}")
                         switch.use_gncpu(variant == "gncpu")
                         outputs[variant] = run(model, *laid).float()
                     share = None
                     if args.profile:
+                        bar.note("profiling")
                         switch.use_gncpu(False)
                         share = groupnorm_share(model, run, laid)
                     for r in range(args.rounds):
+                        bar.note(f"round {r + 1} of {args.rounds}")
                         order = ("torch", "gncpu") if r % 2 == 0 else ("gncpu", "torch")
                         for variant in order:
                             switch.use_gncpu(variant == "gncpu")
@@ -162,6 +178,7 @@ def child(args):
                 switch.use_gncpu(False)
                 model.to(memory_format=torch.contiguous_format)
         del model
+    bar.close()
     return results
 
 
@@ -187,9 +204,44 @@ def probe(args):
                 start = time.perf_counter()
                 call()
                 times[name].append(time.perf_counter() - start)
-    row = {"allocator": args.allocator, "probe": True}
-    row.update({name: statistics.median(t[1:]) for name, t in times.items()})
+    row = {"allocator": args.allocator, "probe": True, "rounds": args.rounds}
+    # The first call of each pays for warming up; a single round has only it.
+    row.update({name: statistics.median(t[1:] or t) for name, t in times.items()})
     print(json.dumps(row), flush=True)
+
+
+PROBE_LEGEND = """\
+One GroupNorm on a 1x128x512x512 float32 tensor, its 128 MiB output fresh
+each call (as the VAE's last norms are), under each allocator; the median of
+{calls} (the first, a warm-up, left out), {threads}:
+  gncpu       gncpu.torch.group_norm(x, 32)
+  torch       torch.nn.functional.group_norm(x, 32)
+  empty+fill  torch.empty_like(x).fill_(1.0): what the allocator and the first
+              write cost alone, without any GroupNorm"""
+
+
+def probe_line(row):
+    """'  glibc-tuned   gncpu   41.2 ms   torch   52.0 ms   empty+fill   30.1 ms'."""
+    cells = "".join(f"   {name} {row[name] * 1e3:7.1f} ms"
+                    for name in ("gncpu", "torch", "empty+fill"))
+    return f"  {row['allocator']:15s}{cells}"
+
+
+ROW_LEGEND = """\
+Per model, dtype and layout: the median time of one call with torch's
+GroupNorm and with gncpu's (the same model object, calls interleaved), and
+torch's time / gncpu's per round, its median (min to max): above 1.00x the
+model runs faster with gncpu."""
+
+
+def row_line(r):
+    """A measured row, readable: '  vae float32 contiguous (glibc): torch 812 ms, ...'."""
+    share = ("" if r["groupnorm_share"] is None
+             else f"; GroupNorm {100 * r['groupnorm_share']:.1f}% of torch's time")
+    return (f"  {r['model']} {r['dtype']} {r['layout']} ({r['allocator']}): "
+            f"torch {r['torch_s'] * 1e3:.0f} ms, gncpu {r['gncpu_s'] * 1e3:.0f} ms, "
+            f"torch / gncpu {r['ratio_median']:.2f}x ({r['ratio_min']:.2f}x to "
+            f"{r['ratio_max']:.2f}x); max |difference| {r['max_abs_diff']:.1e}{share}")
 
 
 def header(threads):
@@ -218,43 +270,79 @@ def table(rows):
     return "\n".join(lines)
 
 
-def main():
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", default="vae,unet")
-    parser.add_argument("--dtypes", default="float32,bfloat16")
-    parser.add_argument("--layouts", default="contiguous,channels_last")
-    parser.add_argument("--allocators", default="glibc,glibc-tuned,jemalloc")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--models", default="vae,unet",
+                        help="comma list of vae (SD 1.5's VAE decoder), unet (one U-Net step) "
+                             "(default: %(default)s)")
+    parser.add_argument("--dtypes", default="float32,bfloat16",
+                        help="comma list of torch dtypes to run the models in "
+                             "(default: %(default)s)")
+    parser.add_argument("--layouts", default="contiguous,channels_last",
+                        help="comma list of contiguous (NCHW), channels_last (NHWC) "
+                             "(default: %(default)s)")
+    parser.add_argument("--allocators", default="glibc,glibc-tuned,jemalloc",
+                        help="comma list of " + ", ".join(ALLOCATORS) + "; each runs in a fresh "
+                             "process (jemalloc ones are skipped when it is not installed; "
+                             "default: %(default)s)")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="timed calls per variant, torch and gncpu interleaved "
+                             "(default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(),
+                        help="torch's and gncpu's thread count (default: the CPUs, %(default)s)")
     parser.add_argument("--profile", action="store_true",
                         help="also measure GroupNorm's share of torch's time (torch profiler)")
     parser.add_argument("--probe", action="store_true",
                         help="only time one GroupNorm with a fresh 1x128x512x512 output "
-                             "under each allocator")
-    parser.add_argument("--json", help="write the rows here")
+                             "under each allocator (needs torch, not diffusers)")
+    parser.add_argument("--json", help="write the rows (or --probe's) to this file")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--allocator", default="glibc", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     if args.child:
         (probe if args.probe else child)(args)
         return
+    from gncpu._measure import format_elapsed, plural  # (this process measures nothing)
+
+    if args.probe:
+        print(PROBE_LEGEND.format(calls=plural(max(1, args.rounds - 1), "call"),
+                                  threads=plural(args.threads, "thread")), flush=True)
+    else:
+        print(ROW_LEGEND, flush=True)
     rows = []
-    for allocator in args.allocators.split(","):
+    start = time.monotonic()
+    allocators = args.allocators.split(",")
+    for number, allocator in enumerate(allocators, 1):
         env = dict(os.environ, **ALLOCATORS[allocator])
         if "LD_PRELOAD" in ALLOCATORS[allocator] and not os.path.exists(env["LD_PRELOAD"]):
             print(f"skipping {allocator}: {env['LD_PRELOAD']} not found", file=sys.stderr)
             continue
+        elapsed = format_elapsed(time.monotonic() - start)
+        print(f"[allocator {number} of {len(allocators)}, {elapsed}] {allocator}: "
+              "a fresh process", file=sys.stderr, flush=True)
         command = [sys.executable, __file__, "--child", "--allocator", allocator,
                    "--models", args.models, "--dtypes", args.dtypes, "--layouts", args.layouts,
                    "--rounds", str(args.rounds), "--threads", str(args.threads)]
         command += ["--profile"] if args.profile else []
         command += ["--probe"] if args.probe else []
-        out = subprocess.run(command, env=env, check=True, stdout=subprocess.PIPE, text=True).stdout
-        for line in out.splitlines():
-            if line.startswith("{"):
-                rows.append(json.loads(line))
-                print(line if args.probe else table(rows[-1:]).splitlines()[-1], flush=True)
+        # Rows are read as the child prints them: a run takes minutes.
+        with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True) as process:
+            for line in process.stdout:
+                if line.startswith("{"):
+                    rows.append(json.loads(line))
+                    print(probe_line(rows[-1]) if args.probe else row_line(rows[-1]), flush=True)
+        if process.returncode:
+            raise subprocess.CalledProcessError(process.returncode, command)
+    print(f"done in {format_elapsed(time.monotonic() - start)}", file=sys.stderr)
     if args.probe:
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"threads": args.threads, "probe": rows}, f, indent=1)
+            print(f"results written to {args.json}")
         return
     print()
     print(f"Measured by `bench/e2e.py` on {header(args.threads)}; {args.rounds} interleaved "
@@ -264,6 +352,7 @@ def main():
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"header": header(args.threads), "rows": rows}, f, indent=1)
+        print(f"results written to {args.json}")
 
 
 if __name__ == "__main__":

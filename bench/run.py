@@ -8,10 +8,14 @@ For every shape, each implementation is timed at the same thread count (warm-up,
 seeded data, median of --rounds samples, a pause between implementations so
 one library's spinning threads do not slow the next; the best median of
 --passes passes, since a noisy neighbour on a shared machine hits one pass),
-and its output is checked against the float64 oracle. Peers that are not installed
-are skipped with a note: PyTorch, ONNX Runtime, OpenVINO (their factories are in
-bench/peers.py).  --activation silu|relu|gelu makes gncpu fuse the activation
-and every peer apply it after GroupNorm.
+and its output is checked against the float64 oracle.  The floor is a copy of
+the same bytes, timed with the thread count and with one thread, the faster
+kept: the kernels drop to one thread while a teammate waits for a busy core,
+and a copy that did not would make GroupNorm look faster than the floor (see
+gncpu/_measure.py).  Peers that are not installed are skipped with a note:
+PyTorch, ONNX Runtime, OpenVINO (their factories are in bench/peers.py).
+--activation silu|relu|gelu makes gncpu fuse the activation and every peer
+apply it after GroupNorm.
 """
 
 from __future__ import annotations  # BenchConfig's "str | None" on Python 3.9
@@ -31,6 +35,8 @@ import numpy as np
 import gncpu
 from gncpu import reference
 from gncpu._core import _parallel_copy
+from gncpu._measure import (Floor, floor_destination, format_seconds, measure_floor, plural,
+                            plural_counts, progress)
 
 import peers  # bench/ is on sys.path when this file is run as a script
 from machine import cpu_name
@@ -114,7 +120,7 @@ def make_gncpu_alloc(config, x, groups, weight, bias):
 
 
 def make_copy(config, x, groups, weight, bias):
-    out = np.empty_like(x)
+    out = floor_destination(x)  # (not where a slow memcpy path would put it)
 
     def run():
         _parallel_copy(out, x)
@@ -130,17 +136,49 @@ IMPLEMENTATIONS = [  # (name, factory, is a peer), in the order they are timed a
 ] + [(name, factory, True) for name, factory in peers.PEERS]
 PEER_NAMES = {name for name, _, is_peer in IMPLEMENTATIONS if is_peer}
 
+# What the tables and the plot call them.  The JSON keeps the names above
+# (the script that fills the docs' tables and the committed results use them).
+DISPLAY_NAMES = {
+    "copy": "copy (floor)",
+    "gncpu out=": "gncpu out=numpy",
+    "gncpu out=64": "gncpu out=aligned",
+}
+LEGEND = """\
+  time          median time per call over {rounds}, the best of {passes}
+  GB/s          bytes of x read + bytes of y written, per second
+  x copy        time / the time of a copy of the same bytes (the floor: the
+                faster of the copy on the table's thread count and on 1 thread);
+                lower is better, 1.00 = the floor
+  gncpu faster  the row's time / gncpu's: 2.00x = gncpu takes half the time
+  max error     largest |y - the float64 NumPy oracle|
+  copy (floor)       dst[...] = x with gncpu's threading (no arithmetic)
+  gncpu out=numpy    group_norm(..., out=buf), buf placed as NumPy places its
+                     arrays (16 bytes past a cache line)
+  gncpu out=aligned  the same into a 64-byte-aligned buffer (the kindest case)
+  gncpu              group_norm allocating its output, as every peer does"""
+
+
+def display_name(impl):
+    return DISPLAY_NAMES.get(impl, impl)
+
+
+def internal_name(name):
+    """An implementation's key from its key or its display name (for --only)."""
+    return {v: k for k, v in DISPLAY_NAMES.items()}.get(name, name)
+
 
 # ------------------------------------------------------------------ timing
 
-def time_each(runs, rounds, min_sample_s=2e-3, settle_s=0.2):
+def time_each(runs, rounds, min_sample_s=2e-3, settle_s=0.2, note=None):
     """Median seconds per call of each callable.  Each sample loops enough calls
     to last min_sample_s.  Implementations run one after another with a pause
     between them: every runtime's thread pool spins for a while after a call,
     and on a small machine interleaving would charge one library for another's
-    spinning threads."""
+    spinning threads.  note(text), if given, hears which one is being timed."""
     medians = {}
     for name, fn in runs.items():
+        if note:
+            note(f"timing {display_name(name)}")
         time.sleep(settle_s)
         for _ in range(3):  # warm-up: page faults, thread pools, JIT
             fn()
@@ -180,7 +218,9 @@ def machine_info(threads):
             "platform": platform.platform()}
 
 
-def bench_shape(config, name, shape, groups):
+def bench_shape(config, name, shape, groups, note=None):
+    """One shape's rows (one per implementation that ran) and the skipped
+    implementations with the reason; note(text) hears the progress."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal(shape).astype(np.float32).astype(config.dtype)
     param_dtype = np.float64 if config.dtype == np.float64 else np.float32
@@ -193,6 +233,8 @@ def bench_shape(config, name, shape, groups):
     for impl, factory, _ in IMPLEMENTATIONS:
         if config.only and impl not in config.only and impl != "copy":
             continue
+        if note:
+            note(f"preparing {display_name(impl)}")
         try:
             fn = factory(config, x, groups, weight, bias)
             y = fn()
@@ -205,10 +247,20 @@ def bench_shape(config, name, shape, groups):
         runs[impl] = fn
         if y is not None:
             errors[impl] = float(np.max(np.abs(np.asarray(y).astype(np.float64) - expected)))
-    times = {}
-    for _ in range(config.passes):  # best of several passes: a noisy neighbour hits one
-        for impl, seconds in time_each(runs, config.rounds).items():
-            times[impl] = min(seconds, times.get(impl, float("inf")))
+
+    def best_of_passes(timed):  # a noisy neighbour hits one pass, not all
+        return {impl: min(pass_[impl] for pass_ in timed) for impl in timed[0]}
+
+    def time_copy(fn):  # at the thread count measure_floor set
+        if note:
+            note(f"timing the copy on {plural(gncpu.get_num_threads(), 'thread')}")
+        return best_of_passes([time_each({"copy": fn}, config.rounds)
+                               for _ in range(config.passes)])["copy"]
+
+    floor = measure_floor(runs.pop("copy"), config.threads, time_copy)
+    times = {"copy": floor.seconds}
+    times.update(best_of_passes([time_each(runs, config.rounds, note=note)
+                                 for _ in range(config.passes)]))
     moved = 2 * x.nbytes
     rows = []
     for impl, seconds in times.items():
@@ -218,20 +270,38 @@ def bench_shape(config, name, shape, groups):
                      "x_copy": seconds / times["copy"],
                      "gncpu_speedup": seconds / times["gncpu"] if "gncpu" in times else None,
                      "max_error": errors.get(impl)})
+        if impl == "copy":  # both copies behind the floor
+            rows[-1].update(copy_team_s=floor.team_seconds, copy_solo_s=floor.solo_seconds,
+                            floor_threads=floor.threads)
     return rows, skipped
 
 
-def print_rows(rows):
-    print(f"  {'implementation':14s} {'time':>11s} {'GB/s':>7s} {'x copy':>7s} "
-          f"{'gncpu is':>9s} {'max error':>10s}")
+def shape_title(name, shape, groups, threads):
+    """'SD U-Net 64: 1x320x64x64, G=32, 2 threads' ('1x32x8x8, G=32, ...' for --shape's)."""
+    dims = "x".join(map(str, shape))
+    head = dims if name.partition(":")[0].lower() == dims else f"{name}: {dims}"
+    return f"{head}, G={groups}, {plural(threads, 'thread')}"
+
+
+def format_rows(rows):
+    """A shape's table (see LEGEND for the columns), and a note when a
+    1-thread copy beat the team's: a sign of other work on these cores."""
+    lines = [f"  {'implementation':18s} {'time':>10s} {'GB/s':>7s} {'x copy':>7s} "
+             f"{'gncpu faster':>12s} {'max error':>10s}"]
     for r in rows:
-        t = r["seconds"]
-        shown = f"{t * 1e6:8.1f} us" if t < 1e-2 else f"{t * 1e3:8.2f} ms"
         shown_speed = r["impl"] not in ("copy", "gncpu") and r["gncpu_speedup"] is not None
-        speed = f"{r['gncpu_speedup']:7.2f}x" if shown_speed else ""  # no gncpu row with --only
+        speed = f"{r['gncpu_speedup']:.2f}x" if shown_speed else ""  # no gncpu row with --only
         err = f"{r['max_error']:.1e}" if r["max_error"] is not None else "-"
-        print(f"  {r['impl']:14s} {shown:>11s} {r['gb_per_s']:7.1f} {r['x_copy']:7.2f} "
-              f"{speed:>9s} {err:>10s}")
+        lines.append(f"  {display_name(r['impl']):18s} {format_seconds(r['seconds'])} "
+                     f"{r['gb_per_s']:7.1f} {r['x_copy']:6.2f}x {speed:>12s} {err:>10s}")
+    for r in rows:
+        if r["impl"] == "copy" and r["threads"] > 1 and r.get("copy_solo_s") is not None and \
+                Floor(r["threads"], r["copy_team_s"], r["copy_solo_s"]).team_waited:
+            lines.append(f"  note: the 1-thread copy ({format_seconds(r['copy_solo_s']).strip()})"
+                         f" beat the {r['threads']}-thread one "
+                         f"({format_seconds(r['copy_team_s']).strip()}) and is the floor: "
+                         "other work may be running on these cores")
+    return "\n".join(lines)
 
 
 def summarize(rows):
@@ -252,7 +322,8 @@ def summarize(rows):
     return summary
 
 
-def plot(rows, path):
+def plot(rows, path, machine=None, dtype="float32"):
+    """Writes plot_figure's figure to path (a PNG); a note if matplotlib is missing."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -260,56 +331,102 @@ def plot(rows, path):
     except ImportError:
         print("matplotlib is not installed: no plot", file=sys.stderr)
         return
-    threads = max(r["threads"] for r in rows)
-    sel = [r for r in rows if r["threads"] == threads]
-    shapes = list(dict.fromkeys(r["shape"] for r in sel))
-    impls = [i for i in dict.fromkeys(r["impl"] for r in sel) if i != "copy"]
-    fig, ax = plt.subplots(figsize=(max(8, 1.4 * len(shapes)), 4.5))
-    width = 0.8 / max(1, len(impls))
-    for k, impl in enumerate(impls):
-        values = [next((r["gb_per_s"] for r in sel if r["shape"] == s and r["impl"] == impl), 0)
-                  for s in shapes]
-        ax.bar([i + k * width for i in range(len(shapes))], values, width, label=impl)
-    for i, s in enumerate(shapes):
-        floor = next(r["gb_per_s"] for r in sel if r["shape"] == s and r["impl"] == "copy")
-        ax.hlines(floor, i - width / 2, i + 0.8 - width / 2, colors="black", linestyles="dashed",
-                  label="copy (floor)" if i == 0 else None)
-    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(shapes))], shapes, rotation=20)
-    ax.set_ylabel("GB/s (read x + write y)")
-    ax.set_title(f"GroupNorm throughput, {threads} threads, {gncpu.isa()}")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig = plot_figure(rows, machine or machine_info(sorted({r["threads"] for r in rows})), dtype)
+    fig.savefig(path, dpi=120, bbox_inches="tight")  # (the legend outside the panels kept)
+    plt.close(fig)
     print(f"plot written to {path}")
 
 
-def main(argv=None):
+def plot_figure(rows, machine, dtype="float32"):
+    """Throughput bars per shape and implementation, the floor dashed over
+    each shape's group: one panel per thread count (the same scale), the
+    legend beside them, never over a bar or a floor line."""
+    import matplotlib.pyplot as plt
+
+    thread_counts = sorted({r["threads"] for r in rows})
+    shapes = list(dict.fromkeys(r["shape"] for r in rows))
+    impls = [i for i in dict.fromkeys(r["impl"] for r in rows) if i != "copy"]
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    width = 0.8 / max(1, len(impls))
+    fig, axes = plt.subplots(len(thread_counts), 1, squeeze=False, sharex=True, sharey=True,
+                             figsize=(max(8, 1.4 * len(shapes)), 1 + 3.2 * len(thread_counts)))
+    for ax, threads in zip(axes[:, 0], thread_counts):
+        by_key = {(r["shape"], r["impl"]): r for r in rows if r["threads"] == threads}
+        for k, impl in enumerate(impls):  # the same colour for an implementation in every panel
+            values = [by_key[(s, impl)]["gb_per_s"] if (s, impl) in by_key else float("nan")
+                      for s in shapes]
+            ax.bar([i + k * width for i in range(len(shapes))], values, width,
+                   color=colors[k % len(colors)], label=display_name(impl))
+        for i, s in enumerate(shapes):
+            if (s, "copy") in by_key:
+                ax.hlines(by_key[(s, "copy")]["gb_per_s"], i - width / 2, i + 0.8 - width / 2,
+                          colors="black", linestyles="dashed",
+                          label="copy of the same bytes (the floor)" if i == 0 else None)
+        ax.set_title(plural(threads, "thread"), fontsize=10, loc="left")
+        ax.set_ylabel("GB/s\n(x read + y written)")
+        ax.grid(axis="y", alpha=0.3)
+    axes[-1, 0].set_xticks([i + 0.4 - width / 2 for i in range(len(shapes))], shapes,
+                           rotation=20)
+    fig.suptitle(f"GroupNorm throughput, {dtype} (higher is better): {machine['cpu']}, "
+                 f"ISA {machine['isa']}")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.tight_layout()
+    fig.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.0, 0.95), fontsize=8,
+               frameon=False)
+    return fig
+
+
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shape", action="append", default=[],
-                        help="NxCxHxW[:G] (repeatable); default: the model suite")
+                        help="NxCxHxW[:G] (repeatable; G defaults to min(32, C)); "
+                             "default: the model suite")
     parser.add_argument("--dtype", choices=["float32", "float64", "float16", "bfloat16"],
-                        default="float32", help="bfloat16 needs ml_dtypes")
+                        default="float32",
+                        help="x's dtype (default: %(default)s; bfloat16 needs ml_dtypes)")
     parser.add_argument("--channels-last", action="store_true",
                         help="x held (N, *spatial, C); shapes are still given as NxCxHxW")
     parser.add_argument("--threads", default=str(gncpu.get_num_threads()),
-                        help="thread count, or a comma list for a sweep (e.g. 1,2,4)")
+                        help="thread count, or a comma list for a sweep, e.g. 1,2,4 "
+                             "(default: gncpu's, %(default)s)")
     parser.add_argument("--activation", choices=list(peers.ACTIVATIONS),
                         help="fuse it in gncpu; peers run GroupNorm, then the activation "
                              "(gelu: the erf form)")
-    parser.add_argument("--isa", help="gncpu kernel to use (default: the best supported)")
-    parser.add_argument("--rounds", type=int, default=15, help="timed rounds per shape")
+    parser.add_argument("--isa", help="gncpu kernel to use (default: the best supported: "
+                                      f"one of {', '.join(gncpu.supported_isas())})")
+    parser.add_argument("--rounds", type=int, default=15,
+                        help="timed rounds per implementation and pass; each figure is "
+                             "their median (default: %(default)s)")
     parser.add_argument("--passes", type=int, default=2,
-                        help="timing passes per shape; each implementation keeps its best median")
-    parser.add_argument("--only", help="comma list of implementations (copy always runs)")
+                        help="timing passes per shape; each implementation keeps its best "
+                             "median (default: %(default)s)")
+    parser.add_argument("--only",
+                        help="comma list of implementations to run, by the names the "
+                             "tables show (copy always runs)")
     parser.add_argument("--skip-large", action="store_true", help="skip shapes over 64 MiB")
     parser.add_argument("--busy", action="store_true",
                         help="instead of the peers: gncpu beside a second process running "
                              "--threads-thread GroupNorm calls, against the quiet 1-thread time")
     parser.add_argument("--json", help="write the results to this file")
-    parser.add_argument("--plot", help="write a PNG plot to this file (needs matplotlib)")
+    parser.add_argument("--plot", help="write a PNG plot to this file, one panel per thread "
+                                       "count (needs matplotlib)")
+    parser.add_argument("--replot", metavar="JSON",
+                        help="measure nothing: draw --plot from a results file --json wrote")
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
     args = parser.parse_args(argv)
 
+    if args.replot:
+        if not args.plot:
+            parser.error("--replot needs --plot")
+        with open(args.replot) as f:
+            data = json.load(f)
+        plot(data["rows"], args.plot, data["machine"], data["dtype"])
+        return
     if args.isa:
         gncpu.set_isa(args.isa)
     thread_counts = [int(t) for t in args.threads.split(",")]
@@ -319,21 +436,25 @@ def main(argv=None):
         dtype = np.dtype(ml_dtypes.bfloat16)
     else:
         dtype = np.dtype(args.dtype)
+    only = None
+    if args.only:
+        only = frozenset(internal_name(name.strip()) for name in args.only.split(","))
+        unknown = only - {impl for impl, _, _ in IMPLEMENTATIONS}
+        if unknown:
+            parser.error(f"--only: no implementation {', '.join(sorted(unknown))}; "
+                         "the names: " + ", ".join(display_name(i) for i, _, _ in IMPLEMENTATIONS))
     base = BenchConfig(dtype=dtype, activation=args.activation,
                        channels_last=args.channels_last, rounds=args.rounds,
-                       passes=args.passes,
-                       only=frozenset(args.only.split(",")) if args.only else None)
+                       passes=args.passes, only=only)
     info = machine_info(thread_counts)
-    print(f"gncpu benchmark: {info['cpu']} ({info['cores']} CPUs), ISA {info['isa']}, "
-          f"threads {args.threads}, {dtype.name}"
+    print(f"gncpu benchmark: {info['cpu']} ({plural(info['cores'], 'CPU')}), ISA {info['isa']}, "
+          f"{plural_counts(thread_counts, 'thread')}, {dtype.name}"
           f"{', GroupNorm + ' + base.activation if base.activation else ''}"
           f"{', channels-last' if base.channels_last else ''}, "
           f"OpenMP {'on' if info['openmp'] else 'off'}")
     print("versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()))
 
     if args.busy:
-        print(f"\nbeside a second process running {max(thread_counts)}-thread calls "
-              "(mean over >= 1 s; target <= 1.3x the quiet 1-thread mean):")
         busy = busy_rows(shapes, dtype, max(thread_counts), base.channels_last)
         if args.json:
             with open(args.json, "w") as f:
@@ -341,23 +462,28 @@ def main(argv=None):
             print(f"results written to {args.json}")
         return
 
+    print(LEGEND.format(rounds=plural(base.rounds, "timed round"),
+                        passes=plural(base.passes, "pass", "passes")))
+    jobs = [(threads, name, shape, groups) for threads in thread_counts
+            for name, shape, groups in shapes
+            if not (args.skip_large and math.prod(shape) * dtype.itemsize > 64 << 20)]
     rows, notes = [], {}
-    for threads in thread_counts:
-        gncpu.set_num_threads(threads)
-        config = dataclasses.replace(base, threads=threads)
-        for name, shape, groups in shapes:
-            if args.skip_large and math.prod(shape) * dtype.itemsize > 64 << 20:
-                continue
-            print(f"\n{name}: {'x'.join(map(str, shape))}, G={groups}, {threads} threads")
-            shape_rows, skipped = bench_shape(config, name, shape, groups)
+    with progress(len(jobs), "shapes") as bar:
+        for threads, name, shape, groups in jobs:
+            gncpu.set_num_threads(threads)
+            config = dataclasses.replace(base, threads=threads)
+            bar.step(f"{name}, {plural(threads, 'thread')}")
+            shape_rows, skipped = bench_shape(config, name, shape, groups, note=bar.note)
             notes.update(skipped)
-            print_rows(shape_rows)
+            bar.write("\n" + shape_title(name, shape, groups, threads) + "\n"
+                      + format_rows(shape_rows))
             rows += shape_rows
     for impl, why in notes.items():
-        print(f"note: {impl} skipped ({why})")
+        print(f"note: {display_name(impl)} skipped ({why})")
     summary = summarize(rows)
     for threads, s in summary.items():
-        print(f"\n{threads} threads: gncpu vs the fastest peer per shape: geometric mean "
+        print(f"\n{plural(threads, 'thread')}: gncpu vs the fastest peer per shape (that "
+              f"peer's time / gncpu's): geometric mean "
               f"{s['geomean_speedup_over_fastest_peer']:.2f}x, "
               f"worst {s['min_speedup_over_fastest_peer']:.2f}x")
     if args.json:
@@ -370,7 +496,7 @@ def main(argv=None):
                        "skipped": notes}, f, indent=1)
         print(f"results written to {args.json}")
     if args.plot:
-        plot(rows, args.plot)
+        plot(rows, args.plot, info, dtype.name)
 
 
 if __name__ == "__main__":

@@ -4,13 +4,15 @@ import argparse
 import os
 import platform
 import sys
-import time
 
 import numpy as np
 
 import gncpu
 from gncpu import reference
-from gncpu._core import _parallel_copy
+from gncpu._measure import (contention_signs, copy_floor, format_seconds, median_seconds,
+                            plural, thread_count, timings, verdict)
+
+__all__ = ["benchmark", "contention_signs", "main", "self_check"]
 
 SELF_CHECK_CASES = [  # (shape, groups, input mean, input std)
     ((2, 64, 17, 9), 32, 0.0, 1.0),
@@ -18,32 +20,6 @@ SELF_CHECK_CASES = [  # (shape, groups, input mean, input std)
     ((3, 12, 1), 3, -50.0, 1e-2),
     ((2, 16, 2500), 1, 0.0, 1.0),
 ]
-
-
-def _timings(fn, repeats):
-    """Seconds per call of each repeat, after a warm-up (page faults, thread team start)."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return np.array(times)
-
-
-def contention_signs(team, team_s, solo_s, spread, load, cpus):
-    """Why the timings may not show gncpu's speed: other work on these cores.
-    team_s/solo_s: median seconds with the thread team and with one thread;
-    spread: slowest decile over the median; load: the 1-minute load average."""
-    signs = []
-    if team > 1 and solo_s is not None and solo_s < team_s:
-        signs.append(f"1 thread ({solo_s * 1e6:.0f} us) beat the {team}-thread team "
-                     f"({team_s * 1e6:.0f} us): a teammate waited for a busy core")
-    if spread > 2.0:
-        signs.append(f"repeats vary by {spread:.1f}x")
-    if load is not None and load > cpus - 0.5:
-        signs.append(f"load average {load:.1f} on {cpus} CPUs")
-    return signs
 
 
 def self_check():
@@ -70,42 +46,68 @@ def self_check():
     return ok
 
 
+def throughput_rows(rows, moved, floor_s, show_ratio):
+    """The table's lines: name, time, GB/s and (when the timings mean
+    something) time over the floor's."""
+    lines = []
+    for name, seconds in rows:
+        ratio = f"  {seconds / floor_s:5.2f}x floor" if show_ratio else ""
+        lines.append(f"  {name:31s} {format_seconds(seconds)} {moved / seconds / 1e9:7.1f} GB/s"
+                     f"{ratio}")
+    return lines
+
+
 def benchmark(shape=(1, 320, 64, 64), groups=32, repeats=30):
+    """GroupNorm against its floor on a U-Net-sized tensor; returns the
+    reasons the machine looked too busy to measure (empty if none)."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal(shape, dtype=np.float32)
     y = np.empty_like(x)
-    copy_s = float(np.median(_timings(lambda: _parallel_copy(y, x), repeats)))
-    gn_times = _timings(lambda: gncpu.group_norm(x, groups, out=y), repeats)
+    team = gncpu.get_num_threads()
+    floor = copy_floor(x, team, lambda fn: median_seconds(fn, repeats))
+    gn_times = timings(lambda: gncpu.group_norm(x, groups, out=y), repeats)
     gn_s = float(np.median(gn_times))
-    alloc_s = float(np.median(_timings(lambda: gncpu.group_norm(x, groups), repeats)))
-    team, solo_s = gncpu.get_num_threads(), None
+    alloc_s = median_seconds(lambda: gncpu.group_norm(x, groups), repeats)
+    solo_s = None
     if team > 1:
-        gncpu.set_num_threads(1)
-        try:
-            solo_s = float(np.median(_timings(lambda: gncpu.group_norm(x, groups, out=y), repeats)))
-        finally:
-            gncpu.set_num_threads(team)
-    moved = 2 * x.nbytes  # read x once, write y once
-    label = "x".join(map(str, shape))
-    print(f"Throughput on {label} float32, G={groups} ({team} threads, {gncpu.isa()}):")
-    rows = [("copy (floor)", copy_s), ("group_norm(out=)", gn_s), ("group_norm", alloc_s)]
-    if solo_s is not None:
-        rows.append(("1 thread, out=", solo_s))
-    for name, seconds in rows:
-        print(f"  {name:18s} {seconds * 1e6:9.1f} us  {moved / seconds / 1e9:6.1f} GB/s"
-              f"  {seconds / copy_s:5.2f}x copy")
+        with thread_count(1):
+            solo_s = median_seconds(lambda: gncpu.group_norm(x, groups, out=y), repeats)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     signs = contention_signs(team, gn_s, solo_s, float(np.percentile(gn_times, 90) / gn_s),
-                             load, gncpu.default_num_threads())
-    if signs:
-        print("WARNING: these cores look busy with other work (" + "; ".join(signs) + "):")
-        print("  the timings above show the machine's load, not gncpu's speed.")
+                             load, gncpu.default_num_threads(), vs_floor=gn_s / floor.seconds,
+                             floor=floor)
+
+    moved = 2 * x.nbytes  # read x once, write y once
+    label = "x".join(map(str, shape))
+    print(f"Throughput on {label} float32 (x {x.nbytes / 1e6:.1f} MB read, y as much "
+          f"written), G={groups}, ISA {gncpu.isa()}, {plural(team, 'thread')}:")
+    print(f"  (time: median of {repeats} calls; GB/s: bytes read + written per second; "
+          "x floor: time / the floor's, lower is better, 1.00 = the floor)")
+    rows = []  # both copies when the team has several threads, the faster marked
+    for threads, seconds in ((team, floor.team_seconds), (1, floor.solo_seconds)):
+        if seconds is not None:
+            mark = " (floor)" if threads == floor.threads else ""
+            rows.append((f"copy{mark}, {plural(threads, 'thread')}", seconds))
+    rows.append(("group_norm(x, out=y)", gn_s))
+    rows.append(("group_norm(x), allocating y", alloc_s))
+    if solo_s is not None:
+        rows.append(("group_norm(x, out=y), 1 thread", solo_s))
+    for line in throughput_rows(rows, moved, floor.seconds, show_ratio=not signs):
+        print(line)
+    print(verdict(signs))
+    return signs
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m gncpu", description=__doc__)
-    parser.add_argument("--no-bench", action="store_true", help="skip the throughput run")
+    parser.add_argument("--no-bench", action="store_true",
+                        help="skip the throughput run (only the build and the self-check)")
+    parser.add_argument("--repeats", type=int, default=30,
+                        help="timed calls per measurement; each figure is their median "
+                             "(default: %(default)s)")
     args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
 
     info = gncpu.build_info()
     print(f"gncpu {gncpu.__version__} (Python {platform.python_version()}, "
@@ -119,7 +121,7 @@ def main(argv=None):
     print("Self-check against the float64 NumPy oracle:")
     ok = self_check()
     if not args.no_bench:
-        benchmark()
+        benchmark(repeats=args.repeats)
     return 0 if ok else 1
 
 
