@@ -132,6 +132,35 @@ def test_fuse_only_where_the_graph_shows_a_single_use():
     assert gt.fuse(graph_module).swapped == []  # nothing left
 
 
+@pytest.mark.parametrize("apply,fused", [
+    (lambda y: F.gelu(y, approximate="tanh"), None),
+    (lambda y: F.gelu(y, approximate="none"), "gelu"),
+    (lambda y: F.relu(y, True), "relu"),
+    (lambda y: F.silu(y, inplace=True), "silu"),
+    (lambda y: y.relu(), "relu"),
+    (lambda y: torch.relu(y), "relu"),
+    (lambda y: F.leaky_relu(y), None),
+], ids=["gelu-tanh", "gelu-none", "relu-inplace-pos",
+        "silu-inplace-kw", "relu-method", "torch.relu", "leaky_relu"])
+def test_fuse_recognises_each_way_to_write_an_activation(apply, fused):
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.norm = nn.GroupNorm(2, 8)
+
+        def forward(self, x):
+            return apply(self.norm(x))
+
+    model = Net()
+    graph_module = torch.fx.symbolic_trace(copy.deepcopy(model))
+    report = gt.fuse(graph_module)
+    assert report.fused == (["norm"] if fused else [])
+    calls = [n for n in graph_module.graph.nodes if n.target is gt.group_norm]
+    assert [n.kwargs["activation"] for n in calls] == [fused]
+    x = torch.randn(2, 8, 3)
+    close(graph_module(x), model(x))
+
+
 class InPlace(nn.Module):
     def __init__(self):
         super().__init__()

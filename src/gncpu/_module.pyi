@@ -1,14 +1,16 @@
-from typing import Any, Dict, Literal, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+
+from ._types import ActivationName
 
 class GroupNorm:
     num_groups: int
     num_channels: int
     eps: float
     affine: bool
-    activation: Optional[Literal["silu", "relu", "gelu"]]
+    activation: Optional[ActivationName]
     channels_last: bool
     weight: Optional[NDArray[np.float32]]
     bias: Optional[NDArray[np.float32]]
@@ -18,7 +20,7 @@ class GroupNorm:
         num_channels: int,
         eps: float = 1e-5,
         affine: bool = True,
-        activation: Optional[Literal["silu", "relu", "gelu"]] = None,
+        activation: Optional[ActivationName] = None,
         channels_last: bool = False,
     ) -> None: ...
     def state_dict(self) -> Dict[str, NDArray[np.float32]]: ...

@@ -170,8 +170,6 @@ def _activation_hint(str name):
     key = _ACTIVATION_ALIASES.get(key, key)
     if key in _ACTIVATIONS:
         return f" (did you mean {key!r}?)"
-    if "gelu" in key and "tanh" in key:
-        return " (gncpu's 'gelu' is the exact, erf form; it has no tanh approximation)"
     return ""
 
 

@@ -3,7 +3,9 @@ from typing import Literal, Optional, Tuple, overload
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-_Activation = Optional[Literal["silu", "relu", "gelu"]]
+from ._types import ActivationName
+
+_Activation = Optional[ActivationName]
 
 @overload
 def group_norm(

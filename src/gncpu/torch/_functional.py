@@ -17,13 +17,12 @@ it reaches the kernel.
   ``torch.export``) calls ``torch.ops.gncpu.group_norm``.
 """
 
-import math
-
 import torch
 import torch.autograd.forward_ad as _forward_ad
 import torch.nn.functional as F
 
 from . import _kernels, _ops
+from ._activations import ACTIVATIONS
 from ._checks import check_input, check_param, check_types
 
 _Tensor = torch.Tensor
@@ -87,31 +86,18 @@ def _general(x, num_groups, weight, bias, eps, activation):
 
 # ----------------------------------------------------- torch's own ops (ONNX)
 
-_ACTIVATIONS = {"silu": F.silu, "relu": F.relu, "gelu": F.gelu}
-
-
 def composite(x, num_groups, weight, bias, eps, activation):
     """The same function in torch's own ops (what ONNX exporters know)."""
-    if activation is not None and activation not in _ACTIVATIONS:
-        raise ValueError(f"activation must be None or one of {tuple(_ACTIVATIONS)}, "
+    if activation is not None and activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be None or one of {tuple(ACTIVATIONS)}, "
                          f"got {activation!r}")
     weight = None if weight is None else weight.to(x.dtype)
     bias = None if bias is None else bias.to(x.dtype)
     y = F.group_norm(x, num_groups, weight, bias, eps)
-    return y if activation is None else _ACTIVATIONS[activation](y)
+    return y if activation is None else ACTIVATIONS[activation].function(y)
 
 
 # --------------------------------------------- forward-mode AD, functorch
-
-def _activation_derivative(z, activation):
-    if activation == "silu":
-        s = torch.sigmoid(z)
-        return s * (1 + z * (1 - s))
-    if activation == "relu":
-        return (z > 0).to(z.dtype)
-    # gelu (exact): Phi(z) + z phi(z)
-    return 0.5 * (1 + torch.erf(z * (1 / math.sqrt(2)))) \
-        + z * torch.exp(-0.5 * z * z) * (1 / math.sqrt(2 * math.pi))
 
 
 def _tangent(x, num_groups, weight, bias, activation, mean, rstd, tx, tw, tb):
@@ -143,7 +129,7 @@ def _tangent(x, num_groups, weight, bias, activation, mean, rstd, tx, tw, tb):
         z = xhat if weight is None else xhat * weight.to(dtype).reshape(per_channel)
         if bias is not None:
             z = z + bias.to(dtype).reshape(per_channel)
-        dz = dz * _activation_derivative(z, activation)
+        dz = dz * ACTIVATIONS[activation].derivative(z)
     return dz.reshape(x.shape).to(x.dtype)
 
 

@@ -23,14 +23,15 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from ._activations import ACTIVATIONS
 from ._functional import group_norm
 from ._module import GroupNorm
 
-# Activation functions gncpu computes the same way, by FX target.
-_ACTIVATION_FUNCTIONS = {F.silu: "silu", F.relu: "relu", torch.relu: "relu",
-                         torch.relu_: "relu", F.relu_: "relu", F.gelu: "gelu"}
-_ACTIVATION_METHODS = {"relu": "relu", "relu_": "relu"}
-_ACTIVATION_MODULES = {nn.SiLU: "silu", nn.ReLU: "relu", nn.GELU: "gelu"}
+# The activations gncpu computes, by FX target (from _activations' table).
+_ACTIVATION_FUNCTIONS = {target: (name, after_input) for name, act in ACTIVATIONS.items()
+                         for target, after_input in act.functions.items()}
+_ACTIVATION_METHODS = {method: name for name, act in ACTIVATIONS.items() for method in act.methods}
+_ACTIVATION_MODULES = {module: name for name, act in ACTIVATIONS.items() for module in act.modules}
 _TORCH_GROUP_NORMS = (F.group_norm, torch.group_norm)
 
 
@@ -60,7 +61,8 @@ def _has_hooks(module):
 
 
 def _argument(node, index, name, default):
-    if len(node.args) > index:
+    """The node's argument at position index (None: keyword only) or named name."""
+    if index is not None and len(node.args) > index:
         return node.args[index]
     return node.kwargs.get(name, default)
 
@@ -109,25 +111,27 @@ class _Rewriter:
         return None
 
     def activation_of(self, user, norm):
-        """"silu", "relu" or "gelu" when ``user`` applies that activation to
-        the norm's output and does nothing else, else None."""
+        """The name of gncpu's activation (_core.ACTIVATION_NAMES) that ``user``
+        applies to the norm's output, doing nothing else; else None."""
         if user.op == "call_module":
             module = self._module(user)
             kind = _ACTIVATION_MODULES.get(type(module))
-            if kind is None or (kind == "gelu" and module.approximate != "none"):
+            if kind is None or any(getattr(module, name, value) != value
+                                   for name, value in ACTIVATIONS[kind].settings.items()):
                 return None
             if _has_hooks(module):
                 self.report.skipped.append((norm.name, f"{user.name} has hooks"))
                 return None
             return kind if user.args == (norm,) and not user.kwargs else None
         if user.op == "call_function":
-            kind = _ACTIVATION_FUNCTIONS.get(user.target)
-            extra = set(user.kwargs) - {"inplace", "input", "approximate"}
-            if kind is None or extra or len(user.args) > 1 + (user.target is F.relu
-                                                             or user.target is F.silu):
+            kind, after_input = _ACTIVATION_FUNCTIONS.get(user.target, (None, ()))
+            if (kind is None or set(user.kwargs) - {"input", *after_input}
+                    or len(user.args) > 1 + len(after_input)):
                 return None
-            if kind == "gelu" and _argument(user, 1, "approximate", "none") != "none":
-                return None
+            for name, value in ACTIVATIONS[kind].settings.items():
+                position = 1 + after_input.index(name) if name in after_input else None
+                if _argument(user, position, name, value) != value:
+                    return None
             return kind if _argument(user, 0, "input", None) is norm else None
         if user.op == "call_method":
             kind = _ACTIVATION_METHODS.get(user.target)
