@@ -85,7 +85,7 @@ cdef class _BackwardCall:
         cdef cnp.ndarray xa = self.x
         if out is None:
             self.dx = _new_output(xa.ndim, xa.shape, _STORAGE_TYPENUM[<int>p.dtype])
-            if p.dtype == GNCPU_BF16:
+            if self.dx.dtype is not self.native:  # (a storage type NumPy lacks)
                 self.dx = self.dx.view(self.native)
         else:
             _check_out(out, xa, self.native)

@@ -20,7 +20,6 @@ cdef extern from "gncpu/gncpu.h" nogil:
         GNCPU_F32
         GNCPU_F64
         GNCPU_F16
-        GNCPU_BF16
         GNCPU_DTYPE_COUNT
 
     ctypedef enum gncpu_layout:

@@ -70,12 +70,6 @@ cdef _check_out(object out, cnp.ndarray x, object dtype):
         raise ValueError("out is read-only")
 
 
-# The storage NumPy allocates for each gncpu_dtype (bfloat16: NumPy has no
-# type number for it, so its outputs are uint16 buffers viewed as bfloat16).
-cdef int[4] _STORAGE_TYPENUM = [cnp.NPY_FLOAT32, cnp.NPY_FLOAT64, cnp.NPY_FLOAT16,
-                                cnp.NPY_UINT16]
-
-
 cdef class _Call:
     """One group_norm call: its C problem and the arrays behind its pointers."""
     cdef gncpu_problem problem
@@ -118,7 +112,7 @@ cdef class _Call:
         cdef cnp.ndarray xa = self.x
         if out is None:
             self.y = _new_output(xa.ndim, xa.shape, _STORAGE_TYPENUM[<int>p.dtype])
-            if p.dtype == GNCPU_BF16:
+            if self.y.dtype is not self.native:  # (a storage type NumPy lacks)
                 self.y = self.y.view(self.native)
         else:
             _check_out(out, xa, self.native)

@@ -20,6 +20,11 @@ ACTIVATION_NAMES = tuple(gncpu_activation_name(i).decode() for i in range(1, GNC
 _FLOAT32 = np.dtype(np.float32)
 _FLOAT64 = np.dtype(np.float64)
 _FLOAT16 = np.dtype(np.float16)
+# The storage NumPy allocates for each gncpu_dtype, by code (bfloat16: NumPy
+# has no type number for it, so its outputs are uint16 buffers viewed as
+# ml_dtypes' bfloat16).
+cdef int[4] _STORAGE_TYPENUM = [cnp.NPY_FLOAT32, cnp.NPY_FLOAT64, cnp.NPY_FLOAT16,
+                                cnp.NPY_UINT16]
 # PARAMETER_DTYPES as NumPy dtypes, indexed by code (_as_param compares them by identity).
 _PARAMETER_NP = tuple(_FLOAT64 if PARAMETER_DTYPES[code] == "float64" else _FLOAT32
                       for code in range(GNCPU_DTYPE_COUNT))
@@ -40,7 +45,7 @@ cdef int _dtype_of(cnp.ndarray x) except -2:
         return GNCPU_F16
     dtype = x.dtype
     if dtype.kind == "V" and dtype.itemsize == 2 and dtype.name == "bfloat16":  # ml_dtypes
-        return GNCPU_BF16
+        return DTYPE_CODES["bfloat16"]
     return -1
 
 

@@ -63,8 +63,8 @@ def check_input(x, devices=("cpu",)):
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}{_numpy_hint(x)}")
     if x.dtype not in DTYPE_CODES:
-        raise TypeError(f"x has dtype {x.dtype}; gncpu supports torch.float16, "
-                        "torch.bfloat16, torch.float32 and torch.float64")
+        raise TypeError(f"x has dtype {x.dtype}; gncpu supports "
+                        + ", ".join(map(str, DTYPE_CODES)))
     _check_dense(x, "x", devices)
     if x.dim() < 2:
         raise ValueError(f"x must have shape (N, C, *spatial), got shape {tuple(x.shape)}")
