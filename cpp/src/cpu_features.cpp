@@ -73,8 +73,12 @@ uint64_t read_xcr0() {
 #endif
 }
 
+// Each flag's conditions: avx2 = AVX2 + FMA + F16C with the OS saving YMM
+// state; avx512 = avx2 + AVX-512 F/BW/DQ/VL with the OS saving ZMM state;
+// avx512bf16 = avx512 + AVX512_BF16 (vcvtneps2bf16).
 CpuFeatures detect() {
     CpuFeatures f;
+    f.scalar = true;  // the portable kernel runs anywhere
     const uint32_t max_leaf = cpuid(0, 0).eax;
     if (max_leaf < 1) return f;
     const CpuidRegs leaf1 = cpuid(1, 0);
@@ -97,11 +101,16 @@ CpuFeatures detect() {
 #elif defined(__aarch64__) || defined(_M_ARM64)
 CpuFeatures detect() {
     CpuFeatures f;
-    f.neon = true;  // mandatory in ARMv8-A
+    f.scalar = true;
+    f.neon = true;  // Advanced SIMD, mandatory in ARMv8-A
     return f;
 }
 #else
-CpuFeatures detect() { return CpuFeatures{}; }
+CpuFeatures detect() {
+    CpuFeatures f;
+    f.scalar = true;
+    return f;
+}
 #endif
 
 }  // namespace

@@ -4,15 +4,16 @@
 
 #include <stdint.h>
 
+#include "isa_list.h"
+
 namespace gncpu {
 
-// One flag per entry of GNCPU_ISA_LIST, named as the ISA.
+// One flag per entry of GNCPU_ISA_LIST, named as the ISA: whether this CPU
+// and its OS run that kernel (set by detect() in cpu_features.cpp).
 struct CpuFeatures {
-    bool scalar = true;    // the portable kernel runs anywhere
-    bool avx2 = false;     // AVX2 + FMA + F16C, with the OS saving YMM state
-    bool avx512 = false;   // AVX-512 F/BW/DQ/VL, with the OS saving ZMM state
-    bool avx512bf16 = false;  // avx512 + AVX512_BF16 (vcvtneps2bf16)
-    bool neon = false;     // Advanced SIMD (always on AArch64)
+#define GNCPU_ISA_FLAG(id, name, arch, gnu_flags, msvc_flags) bool name = false;
+    GNCPU_ISA_LIST(GNCPU_ISA_FLAG)
+#undef GNCPU_ISA_FLAG
 };
 
 const CpuFeatures& cpu_features();
