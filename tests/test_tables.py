@@ -28,6 +28,13 @@ def header_enum(name):
     return {k: int(v) for k, v in re.findall(r"(GNCPU_\w+)\s*=\s*(\d+)", body)}
 
 
+def header_list(macro):
+    """[(ID, name)] of the X-macro list `#define macro(X) X(ID, name) ...`."""
+    lines = re.search(r"#define %s\(X\)((?:[^\n]*\\\n)*[^\n]*)" % macro,
+                      HEADER.read_text()).group(1)
+    return re.findall(r"X\((\w+), (\w+)\)", lines)
+
+
 def pxd_enum(name):
     """The enumerators _capi.pxd declares for `ctypedef enum name`."""
     body = re.search(r"ctypedef enum %s:\n((?:        \w+\n)+)" % name, PXD.read_text()).group(1)
@@ -35,19 +42,26 @@ def pxd_enum(name):
 
 
 @needs_source
-@pytest.mark.parametrize("enum", ["gncpu_status", "gncpu_dtype", "gncpu_layout",
-                                  "gncpu_activation"])
-def test_cython_declares_only_what_the_header_has(enum):
-    assert pxd_enum(enum) <= set(header_enum(enum))
+@pytest.mark.parametrize("enum,listed", [
+    ("gncpu_status", None), ("gncpu_layout", None),
+    ("gncpu_dtype", "GNCPU_DTYPE_NAMES"), ("gncpu_activation", "GNCPU_ACTIVATION_NAMES")])
+def test_cython_declares_only_what_the_header_has(enum, listed):
+    if listed is None:
+        declared = set(header_enum(enum))
+    else:
+        prefix = "GNCPU_ACT_" if enum == "gncpu_activation" else "GNCPU_"
+        declared = {prefix + id_ for id_, _ in header_list(listed)}
+        declared.add(prefix.rstrip("_") + "_COUNT" if enum == "gncpu_activation"
+                     else "GNCPU_DTYPE_COUNT")
+    assert pxd_enum(enum) <= declared
 
 
 @needs_source
 def test_dtype_codes_are_the_headers():
-    values = header_enum("gncpu_dtype")
-    assert len(_core.DTYPE_CODES) == values["GNCPU_DTYPE_COUNT"]
-    names = {"float32": "GNCPU_F32", "float64": "GNCPU_F64", "float16": "GNCPU_F16",
-             "bfloat16": "GNCPU_BF16"}
-    assert {name: values[names[name]] for name in names} == _core.DTYPE_CODES
+    listed = header_list("GNCPU_DTYPE_NAMES")
+    assert _core.DTYPE_CODES == {name: code for code, (_, name) in enumerate(listed)}
+    assert [f"GNCPU_{id_}" for id_, _ in listed] == [
+        f"GNCPU_{n}" for n in ("F32", "F64", "F16", "BF16")]  # the ABI's values
 
 
 @needs_source
@@ -59,10 +73,10 @@ def test_layout_codes_are_the_headers():
 
 @needs_source
 def test_activation_names_are_the_headers():
-    values = header_enum("gncpu_activation")
-    expected = {value: key[len("GNCPU_ACT_"):].lower() for key, value in values.items()
-                if key not in ("GNCPU_ACT_NONE", "GNCPU_ACT_COUNT")}
-    assert _core.ACTIVATION_NAMES == tuple(expected[i] for i in sorted(expected))
+    listed = header_list("GNCPU_ACTIVATION_NAMES")
+    assert listed[0] == ("NONE", "none")
+    assert _core.ACTIVATION_NAMES == tuple(name for _, name in listed[1:])
+    assert [id_ for id_, _ in listed[:4]] == ["NONE", "SILU", "RELU", "GELU"]  # the ABI's values
 
 
 @needs_source

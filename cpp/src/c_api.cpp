@@ -307,20 +307,20 @@ const char* gncpu_status_message(gncpu_status status) {
 
 const char* gncpu_activation_name(int activation) {
     switch (activation) {
-        case GNCPU_ACT_NONE: return "none";
-        case GNCPU_ACT_SILU: return "silu";
-        case GNCPU_ACT_RELU: return "relu";
-        case GNCPU_ACT_GELU: return "gelu";
+#define GNCPU_NAME_CASE(id, name) \
+    case GNCPU_ACT_##id: return #name;
+        GNCPU_ACTIVATION_NAMES(GNCPU_NAME_CASE)
+#undef GNCPU_NAME_CASE
     }
     return nullptr;
 }
 
 const char* gncpu_dtype_name(int dtype) {
     switch (dtype) {
-        case GNCPU_F32: return "float32";
-        case GNCPU_F64: return "float64";
-        case GNCPU_F16: return "float16";
-        case GNCPU_BF16: return "bfloat16";
+#define GNCPU_NAME_CASE(id, name) \
+    case GNCPU_##id: return #name;
+        GNCPU_DTYPE_NAMES(GNCPU_NAME_CASE)
+#undef GNCPU_NAME_CASE
     }
     return nullptr;
 }

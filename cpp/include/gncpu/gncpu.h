@@ -47,13 +47,19 @@ typedef enum gncpu_status {
 
 /* How x and y hold their values.  The 16-bit formats are computed in float32.
  * weight, bias, mean and rstd have the *parameter type*: double for
- * GNCPU_F64, float for every other dtype. */
+ * GNCPU_F64, float for every other dtype.  X(ID, name) lists give the enum
+ * (GNCPU_<ID>, in the list's order: entries are only ever appended) and the
+ * names (gncpu_dtype_name). */
+#define GNCPU_DTYPE_NAMES(X)                                             \
+    X(F32, float32)   /* 0: float */                                     \
+    X(F64, float64)   /* 1: double */                                    \
+    X(F16, float16)   /* 2: IEEE binary16 bit patterns (uint16_t) */     \
+    X(BF16, bfloat16) /* 3: bfloat16 bit patterns (uint16_t) */
 typedef enum gncpu_dtype {
-    GNCPU_F32 = 0,   /* float */
-    GNCPU_F64 = 1,   /* double */
-    GNCPU_F16 = 2,   /* IEEE binary16 bit patterns (uint16_t) */
-    GNCPU_BF16 = 3,  /* bfloat16 bit patterns (uint16_t) */
-    GNCPU_DTYPE_COUNT = 4
+#define GNCPU_DTYPE_ENUMERATOR(id, name) GNCPU_##id,
+    GNCPU_DTYPE_NAMES(GNCPU_DTYPE_ENUMERATOR)
+#undef GNCPU_DTYPE_ENUMERATOR
+    GNCPU_DTYPE_COUNT
 } gncpu_dtype;
 
 typedef enum gncpu_layout {
@@ -62,13 +68,18 @@ typedef enum gncpu_layout {
     GNCPU_LAYOUT_COUNT = 2
 } gncpu_layout;
 
-/* Applied to the normalised, scaled and shifted value, in the same pass. */
+/* Applied to the normalised, scaled and shifted value, in the same pass; the
+ * list gives the enum (GNCPU_ACT_<ID>) and gncpu_activation_name, as above. */
+#define GNCPU_ACTIVATION_NAMES(X)                                                  \
+    X(NONE, none) /* 0 */                                                          \
+    X(SILU, silu) /* 1: v * sigmoid(v), as in Stable Diffusion's ResNet blocks */ \
+    X(RELU, relu) /* 2: max(v, 0) */                                               \
+    X(GELU, gelu) /* 3: 0.5 v (1 + erf(v / sqrt 2)) */
 typedef enum gncpu_activation {
-    GNCPU_ACT_NONE = 0,
-    GNCPU_ACT_SILU = 1,  /* v * sigmoid(v), as in Stable Diffusion's ResNet blocks */
-    GNCPU_ACT_RELU = 2,  /* max(v, 0) */
-    GNCPU_ACT_GELU = 3,  /* 0.5 v (1 + erf(v / sqrt 2)) */
-    GNCPU_ACT_COUNT = 4
+#define GNCPU_ACTIVATION_ENUMERATOR(id, name) GNCPU_ACT_##id,
+    GNCPU_ACTIVATION_NAMES(GNCPU_ACTIVATION_ENUMERATOR)
+#undef GNCPU_ACTIVATION_ENUMERATOR
+    GNCPU_ACT_COUNT
 } gncpu_activation;
 
 typedef struct gncpu_problem {
