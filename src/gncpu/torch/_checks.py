@@ -10,7 +10,9 @@ from torch._prims_common import suggest_memory_format as _suggest_memory_format
 from gncpu import _core
 
 # The C API's codes and parameter types in torch's terms (from _core's tables).
-DTYPE_CODES = {getattr(torch, name): code for name, code in _core.DTYPE_CODES.items()}
+# (A dtype torch has no name for is one gncpu.torch does not offer.)
+DTYPE_CODES = {getattr(torch, name): code for name, code in _core.DTYPE_CODES.items()
+               if isinstance(getattr(torch, name, None), torch.dtype)}
 NCHW, NHWC = _core.LAYOUT_CODES["nchw"], _core.LAYOUT_CODES["nhwc"]
 PARAMETER_DTYPES = {code: getattr(torch, name) for code, name in _core.PARAMETER_DTYPES.items()}
 _CHANNELS_LAST = {4: torch.channels_last, 5: torch.channels_last_3d}
