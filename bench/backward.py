@@ -38,7 +38,8 @@ from gncpu._core import _parallel_copy, _parallel_xor
 from gncpu._measure import (Floor, floor_destination, format_seconds, measure_floor, plural,
                             plural_counts, progress)
 
-from run import SUITE, machine_info, numpy_like_empty_like, parse_shape, shape_title, time_each
+from run import (SUITE, add_common_arguments, machine_info, numpy_dtype, numpy_like_empty_like,
+                 parse_shape, shape_title, sweep, time_each)
 
 ACTIVATIONS = ("silu", "relu", "gelu")
 
@@ -248,37 +249,15 @@ def format_rows(rows):
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--shape", action="append", default=[],
-                        help="NxCxHxW[:G] (repeatable; G defaults to min(32, C)); "
-                             "default: bench/run.py's model suite")
-    parser.add_argument("--dtype", choices=["float32", "float64", "float16", "bfloat16"],
-                        default="float32",
-                        help="x's and dy's dtype (default: %(default)s; bfloat16 needs ml_dtypes)")
-    parser.add_argument("--channels-last", action="store_true",
-                        help="x and dy held (N, *spatial, C); shapes are still given as NxCxHxW")
+    add_common_arguments(parser, held="x and dy", rounds=11)
     parser.add_argument("--activation", choices=ACTIVATIONS,
                         help="the backward of GroupNorm followed by this activation")
-    parser.add_argument("--threads", default=str(gncpu.get_num_threads()),
-                        help="thread count, or a comma list for a sweep, e.g. 1,2 "
-                             "(default: gncpu's, %(default)s)")
-    parser.add_argument("--rounds", type=int, default=11,
-                        help="timed rounds per implementation and pass; each figure is "
-                             "their median (default: %(default)s)")
-    parser.add_argument("--passes", type=int, default=2,
-                        help="timing passes per shape; each implementation keeps its best "
-                             "median (default: %(default)s)")
-    parser.add_argument("--skip-large", action="store_true", help="skip shapes over 64 MiB")
-    parser.add_argument("--json", help="write the results to this file")
     return parser
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    if args.dtype == "bfloat16":
-        import ml_dtypes
-        dtype = np.dtype(ml_dtypes.bfloat16)
-    else:
-        dtype = np.dtype(args.dtype)
+    dtype = numpy_dtype(args.dtype)
     shapes = [parse_shape(s) for s in args.shape] or SUITE
     thread_counts = [int(t) for t in args.threads.split(",")]
     info = machine_info(thread_counts)
@@ -288,28 +267,11 @@ def main(argv=None):
           f"{', channels-last' if args.channels_last else ''}")
     print(LEGEND.format(rounds=plural(args.rounds, "timed round"),
                         passes=plural(args.passes, "pass", "passes")))
-    jobs = [(threads, name, shape, groups) for threads in thread_counts
-            for name, shape, groups in shapes
-            if not (args.skip_large and math.prod(shape) * dtype.itemsize > 64 << 20)]
-    rows, notes = [], {}
-    with progress(len(jobs), "shapes") as bar:
-        for threads, name, shape, groups in jobs:
-            gncpu.set_num_threads(threads)
-            try:
-                import torch
-                torch.set_num_threads(threads)
-            except ImportError:
-                pass
-            bar.step(f"{name}, {plural(threads, 'thread')}")
-            shape_rows, skipped = bench_shape(name, shape, groups, dtype, args.activation,
-                                              args.channels_last, threads, args.rounds,
-                                              args.passes, note=bar.note)
-            notes.update(skipped)
-            bar.write("\n" + shape_title(name, shape, groups, threads) + "\n"
-                      + format_rows(shape_rows))
-            rows += shape_rows
-    for impl, why in notes.items():
-        print(f"note: {display_name(impl)} skipped ({why})")
+    rows = sweep(thread_counts, shapes, dtype, args.skip_large,
+                 lambda threads, name, shape, groups, note: bench_shape(
+                     name, shape, groups, dtype, args.activation, args.channels_last, threads,
+                     args.rounds, args.passes, note=note),
+                 format_rows, display_name)
     for threads in thread_counts:
         sel = [r for r in rows if r["threads"] == threads]
         ratios = []

@@ -376,39 +376,80 @@ def plot_figure(rows, machine, dtype="float32"):
     return fig
 
 
-def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def sweep(thread_counts, shapes, dtype, skip_large, bench_one, format_rows, display_name):
+    """Every shape at every thread count, with a progress line and each shape's
+    table as it comes; bench_one(threads, name, shape, groups, note) returns
+    (rows, {implementation: why skipped}).  Returns all the rows."""
+    jobs = [(threads, name, shape, groups) for threads in thread_counts
+            for name, shape, groups in shapes
+            if not (skip_large and math.prod(shape) * dtype.itemsize > 64 << 20)]
+    rows, notes = [], {}
+    with progress(len(jobs), "shapes") as bar:
+        for threads, name, shape, groups in jobs:
+            gncpu.set_num_threads(threads)
+            try:  # the peers' threads too
+                import torch
+                torch.set_num_threads(threads)
+            except ImportError:
+                pass
+            bar.step(f"{name}, {plural(threads, 'thread')}")
+            shape_rows, skipped = bench_one(threads, name, shape, groups, bar.note)
+            notes.update(skipped)
+            bar.write("\n" + shape_title(name, shape, groups, threads) + "\n"
+                      + format_rows(shape_rows))
+            rows += shape_rows
+    for impl, why in notes.items():
+        print(f"note: {display_name(impl)} skipped ({why})")
+    return rows
+
+
+def add_common_arguments(parser, held="x", rounds=15):
+    """The options bench/run.py and bench/backward.py share: the problems, the
+    threads, the timing and the output.  held: what the layout option holds."""
     parser.add_argument("--shape", action="append", default=[],
                         help="NxCxHxW[:G] (repeatable; G defaults to min(32, C)); "
-                             "default: the model suite")
+                             "default: bench/run.py's model suite")
     parser.add_argument("--dtype", choices=["float32", "float64", "float16", "bfloat16"],
                         default="float32",
-                        help="x's dtype (default: %(default)s; bfloat16 needs ml_dtypes)")
+                        help=f"{held}'s dtype (default: %(default)s; bfloat16 needs ml_dtypes)")
     parser.add_argument("--channels-last", action="store_true",
-                        help="x held (N, *spatial, C); shapes are still given as NxCxHxW")
+                        help=f"{held} held (N, *spatial, C); shapes are still given as NxCxHxW")
     parser.add_argument("--threads", default=str(gncpu.get_num_threads()),
                         help="thread count, or a comma list for a sweep, e.g. 1,2,4 "
                              "(default: gncpu's, %(default)s)")
-    parser.add_argument("--activation", choices=list(peers.ACTIVATIONS),
-                        help="fuse it in gncpu; peers run GroupNorm, then the activation "
-                             "(gelu: the erf form)")
-    parser.add_argument("--isa", help="gncpu kernel to use (default: the best supported: "
-                                      f"one of {', '.join(gncpu.supported_isas())})")
-    parser.add_argument("--rounds", type=int, default=15,
+    parser.add_argument("--rounds", type=int, default=rounds,
                         help="timed rounds per implementation and pass; each figure is "
                              "their median (default: %(default)s)")
     parser.add_argument("--passes", type=int, default=2,
                         help="timing passes per shape; each implementation keeps its best "
                              "median (default: %(default)s)")
+    parser.add_argument("--skip-large", action="store_true", help="skip shapes over 64 MiB")
+    parser.add_argument("--json", help="write the results to this file")
+
+
+def numpy_dtype(name):
+    """The NumPy dtype called name; bfloat16 is ml_dtypes'."""
+    if name == "bfloat16":
+        import ml_dtypes
+        return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(name)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_arguments(parser)
+    parser.add_argument("--activation", choices=list(peers.ACTIVATIONS),
+                        help="fuse it in gncpu; peers run GroupNorm, then the activation "
+                             "(gelu: the erf form)")
+    parser.add_argument("--isa", help="gncpu kernel to use (default: the best supported: "
+                                      f"one of {', '.join(gncpu.supported_isas())})")
     parser.add_argument("--only",
                         help="comma list of implementations to run, by the names the "
                              "tables show (copy always runs)")
-    parser.add_argument("--skip-large", action="store_true", help="skip shapes over 64 MiB")
     parser.add_argument("--busy", action="store_true",
                         help="instead of the peers: gncpu beside a second process running "
                              "--threads-thread GroupNorm calls, against the quiet 1-thread time")
-    parser.add_argument("--json", help="write the results to this file")
     parser.add_argument("--plot", help="write a PNG plot to this file, one panel per thread "
                                        "count (needs matplotlib)")
     parser.add_argument("--replot", metavar="JSON",
@@ -431,11 +472,7 @@ def main(argv=None):
         gncpu.set_isa(args.isa)
     thread_counts = [int(t) for t in args.threads.split(",")]
     shapes = [parse_shape(s) for s in args.shape] or SUITE
-    if args.dtype == "bfloat16":
-        import ml_dtypes
-        dtype = np.dtype(ml_dtypes.bfloat16)
-    else:
-        dtype = np.dtype(args.dtype)
+    dtype = numpy_dtype(args.dtype)
     only = None
     if args.only:
         only = frozenset(internal_name(name.strip()) for name in args.only.split(","))
@@ -464,22 +501,10 @@ def main(argv=None):
 
     print(LEGEND.format(rounds=plural(base.rounds, "timed round"),
                         passes=plural(base.passes, "pass", "passes")))
-    jobs = [(threads, name, shape, groups) for threads in thread_counts
-            for name, shape, groups in shapes
-            if not (args.skip_large and math.prod(shape) * dtype.itemsize > 64 << 20)]
-    rows, notes = [], {}
-    with progress(len(jobs), "shapes") as bar:
-        for threads, name, shape, groups in jobs:
-            gncpu.set_num_threads(threads)
-            config = dataclasses.replace(base, threads=threads)
-            bar.step(f"{name}, {plural(threads, 'thread')}")
-            shape_rows, skipped = bench_shape(config, name, shape, groups, note=bar.note)
-            notes.update(skipped)
-            bar.write("\n" + shape_title(name, shape, groups, threads) + "\n"
-                      + format_rows(shape_rows))
-            rows += shape_rows
-    for impl, why in notes.items():
-        print(f"note: {display_name(impl)} skipped ({why})")
+    rows = sweep(thread_counts, shapes, dtype, args.skip_large,
+                 lambda threads, name, shape, groups, note: bench_shape(
+                     dataclasses.replace(base, threads=threads), name, shape, groups, note=note),
+                 format_rows, display_name)
     summary = summarize(rows)
     for threads, s in summary.items():
         print(f"\n{plural(threads, 'thread')}: gncpu vs the fastest peer per shape (that "
