@@ -267,11 +267,11 @@ def main(argv=None):
           f"{', channels-last' if args.channels_last else ''}")
     print(LEGEND.format(rounds=plural(args.rounds, "timed round"),
                         passes=plural(args.passes, "pass", "passes")))
-    rows = sweep(thread_counts, shapes, dtype, args.skip_large,
-                 lambda threads, name, shape, groups, note: bench_shape(
-                     name, shape, groups, dtype, args.activation, args.channels_last, threads,
-                     args.rounds, args.passes, note=note),
-                 format_rows, display_name)
+    rows, notes = sweep(thread_counts, shapes, dtype, args.skip_large,
+                        lambda threads, name, shape, groups, note: bench_shape(
+                            name, shape, groups, dtype, args.activation, args.channels_last,
+                            threads, args.rounds, args.passes, note=note),
+                        format_rows, display_name)
     for threads in thread_counts:
         sel = [r for r in rows if r["threads"] == threads]
         ratios = []

@@ -379,7 +379,8 @@ def plot_figure(rows, machine, dtype="float32"):
 def sweep(thread_counts, shapes, dtype, skip_large, bench_one, format_rows, display_name):
     """Every shape at every thread count, with a progress line and each shape's
     table as it comes; bench_one(threads, name, shape, groups, note) returns
-    (rows, {implementation: why skipped}).  Returns all the rows."""
+    (rows, {implementation: why skipped}).  Returns all the rows and the
+    skipped implementations with why."""
     jobs = [(threads, name, shape, groups) for threads in thread_counts
             for name, shape, groups in shapes
             if not (skip_large and math.prod(shape) * dtype.itemsize > 64 << 20)]
@@ -400,7 +401,7 @@ def sweep(thread_counts, shapes, dtype, skip_large, bench_one, format_rows, disp
             rows += shape_rows
     for impl, why in notes.items():
         print(f"note: {display_name(impl)} skipped ({why})")
-    return rows
+    return rows, notes
 
 
 def add_common_arguments(parser, held="x", rounds=15):
@@ -501,10 +502,11 @@ def main(argv=None):
 
     print(LEGEND.format(rounds=plural(base.rounds, "timed round"),
                         passes=plural(base.passes, "pass", "passes")))
-    rows = sweep(thread_counts, shapes, dtype, args.skip_large,
-                 lambda threads, name, shape, groups, note: bench_shape(
-                     dataclasses.replace(base, threads=threads), name, shape, groups, note=note),
-                 format_rows, display_name)
+    rows, notes = sweep(thread_counts, shapes, dtype, args.skip_large,
+                        lambda threads, name, shape, groups, note: bench_shape(
+                            dataclasses.replace(base, threads=threads), name, shape, groups,
+                            note=note),
+                        format_rows, display_name)
     summary = summarize(rows)
     for threads, s in summary.items():
         print(f"\n{plural(threads, 'thread')}: gncpu vs the fastest peer per shape (that "
