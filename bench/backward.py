@@ -38,8 +38,9 @@ from gncpu._core import _parallel_copy, _parallel_xor
 from gncpu._measure import (Floor, floor_destination, format_seconds, measure_floor, plural,
                             plural_counts, progress)
 
-from run import (SUITE, add_common_arguments, machine_info, numpy_dtype, numpy_like_empty_like,
-                 parse_shape, shape_title, sweep, time_each)
+from harness import (add_common_arguments, machine_info, numpy_dtype, parse_shape, shape_title,
+                     sweep)
+from run import SUITE, numpy_like_empty_like, time_each
 
 ACTIVATIONS = ("silu", "relu", "gelu")
 

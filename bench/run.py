@@ -22,11 +22,9 @@ from __future__ import annotations  # BenchConfig's "str | None" on Python 3.9
 
 import argparse
 import dataclasses
-import importlib.metadata
 import json
 import math
 import os
-import platform
 import sys
 import time
 
@@ -39,7 +37,9 @@ from gncpu._measure import (Floor, floor_destination, format_seconds, measure_fl
                             plural_counts, progress)
 
 import peers  # bench/ is on sys.path when this file is run as a script
-from machine import cpu_name
+from harness import (add_common_arguments, machine_info, numpy_dtype, parse_shape, shape_title,
+                     sweep)
+from plots import plot
 from busy import busy_rows
 from peers import Skip
 
@@ -197,27 +197,6 @@ def time_each(runs, rounds, min_sample_s=2e-3, settle_s=0.2, note=None):
     return medians
 
 
-def parse_shape(text):
-    dims, _, groups = text.partition(":")
-    shape = tuple(int(d) for d in dims.lower().split("x"))
-    return (text, shape, int(groups) if groups else min(32, shape[1]))
-
-
-def machine_info(threads):
-    cpu = cpu_name()
-    versions = {"gncpu": gncpu.__version__, "numpy": np.__version__,
-                "python": platform.python_version()}
-    for package in ("torch", "onnxruntime", "openvino"):
-        try:  # metadata only: importing would start the peers' thread pools
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "isa": gncpu.isa(),
-            "supported_isas": list(gncpu.supported_isas()), "threads": threads,
-            "openmp": gncpu.openmp_enabled(), "versions": versions,
-            "platform": platform.platform()}
-
-
 def bench_shape(config, name, shape, groups, note=None):
     """One shape's rows (one per implementation that ran) and the skipped
     implementations with the reason; note(text) hears the progress."""
@@ -276,13 +255,6 @@ def bench_shape(config, name, shape, groups, note=None):
     return rows, skipped
 
 
-def shape_title(name, shape, groups, threads):
-    """'SD U-Net 64: 1x320x64x64, G=32, 2 threads' ('1x32x8x8, G=32, ...' for --shape's)."""
-    dims = "x".join(map(str, shape))
-    head = dims if name.partition(":")[0].lower() == dims else f"{name}: {dims}"
-    return f"{head}, G={groups}, {plural(threads, 'thread')}"
-
-
 def format_rows(rows):
     """A shape's table (see LEGEND for the columns), and a note when a
     1-thread copy beat the team's: a sign of other work on these cores."""
@@ -322,120 +294,6 @@ def summarize(rows):
     return summary
 
 
-def plot(rows, path, machine=None, dtype="float32"):
-    """Writes plot_figure's figure to path (a PNG); a note if matplotlib is missing."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed: no plot", file=sys.stderr)
-        return
-    fig = plot_figure(rows, machine or machine_info(sorted({r["threads"] for r in rows})), dtype)
-    fig.savefig(path, dpi=120, bbox_inches="tight")  # (the legend outside the panels kept)
-    plt.close(fig)
-    print(f"plot written to {path}")
-
-
-def plot_figure(rows, machine, dtype="float32"):
-    """Throughput bars per shape and implementation, the floor dashed over
-    each shape's group: one panel per thread count (the same scale), the
-    legend beside them, never over a bar or a floor line."""
-    import matplotlib.pyplot as plt
-
-    thread_counts = sorted({r["threads"] for r in rows})
-    shapes = list(dict.fromkeys(r["shape"] for r in rows))
-    impls = [i for i in dict.fromkeys(r["impl"] for r in rows) if i != "copy"]
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    width = 0.8 / max(1, len(impls))
-    fig, axes = plt.subplots(len(thread_counts), 1, squeeze=False, sharex=True, sharey=True,
-                             figsize=(max(8, 1.4 * len(shapes)), 1 + 3.2 * len(thread_counts)))
-    for ax, threads in zip(axes[:, 0], thread_counts):
-        by_key = {(r["shape"], r["impl"]): r for r in rows if r["threads"] == threads}
-        for k, impl in enumerate(impls):  # the same colour for an implementation in every panel
-            values = [by_key[(s, impl)]["gb_per_s"] if (s, impl) in by_key else float("nan")
-                      for s in shapes]
-            ax.bar([i + k * width for i in range(len(shapes))], values, width,
-                   color=colors[k % len(colors)], label=display_name(impl))
-        for i, s in enumerate(shapes):
-            if (s, "copy") in by_key:
-                ax.hlines(by_key[(s, "copy")]["gb_per_s"], i - width / 2, i + 0.8 - width / 2,
-                          colors="black", linestyles="dashed",
-                          label="copy of the same bytes (the floor)" if i == 0 else None)
-        ax.set_title(plural(threads, "thread"), fontsize=10, loc="left")
-        ax.set_ylabel("GB/s\n(x read + y written)")
-        ax.grid(axis="y", alpha=0.3)
-    axes[-1, 0].set_xticks([i + 0.4 - width / 2 for i in range(len(shapes))], shapes,
-                           rotation=20)
-    fig.suptitle(f"GroupNorm throughput, {dtype} (higher is better): {machine['cpu']}, "
-                 f"ISA {machine['isa']}")
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.tight_layout()
-    fig.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.0, 0.95), fontsize=8,
-               frameon=False)
-    return fig
-
-
-def sweep(thread_counts, shapes, dtype, skip_large, bench_one, format_rows, display_name):
-    """Every shape at every thread count, with a progress line and each shape's
-    table as it comes; bench_one(threads, name, shape, groups, note) returns
-    (rows, {implementation: why skipped}).  Returns all the rows and the
-    skipped implementations with why."""
-    jobs = [(threads, name, shape, groups) for threads in thread_counts
-            for name, shape, groups in shapes
-            if not (skip_large and math.prod(shape) * dtype.itemsize > 64 << 20)]
-    rows, notes = [], {}
-    with progress(len(jobs), "shapes") as bar:
-        for threads, name, shape, groups in jobs:
-            gncpu.set_num_threads(threads)
-            try:  # the peers' threads too
-                import torch
-                torch.set_num_threads(threads)
-            except ImportError:
-                pass
-            bar.step(f"{name}, {plural(threads, 'thread')}")
-            shape_rows, skipped = bench_one(threads, name, shape, groups, bar.note)
-            notes.update(skipped)
-            bar.write("\n" + shape_title(name, shape, groups, threads) + "\n"
-                      + format_rows(shape_rows))
-            rows += shape_rows
-    for impl, why in notes.items():
-        print(f"note: {display_name(impl)} skipped ({why})")
-    return rows, notes
-
-
-def add_common_arguments(parser, held="x", rounds=15):
-    """The options bench/run.py and bench/backward.py share: the problems, the
-    threads, the timing and the output.  held: what the layout option holds."""
-    parser.add_argument("--shape", action="append", default=[],
-                        help="NxCxHxW[:G] (repeatable; G defaults to min(32, C)); "
-                             "default: bench/run.py's model suite")
-    parser.add_argument("--dtype", choices=["float32", "float64", "float16", "bfloat16"],
-                        default="float32",
-                        help=f"{held}'s dtype (default: %(default)s; bfloat16 needs ml_dtypes)")
-    parser.add_argument("--channels-last", action="store_true",
-                        help=f"{held} held (N, *spatial, C); shapes are still given as NxCxHxW")
-    parser.add_argument("--threads", default=str(gncpu.get_num_threads()),
-                        help="thread count, or a comma list for a sweep, e.g. 1,2,4 "
-                             "(default: gncpu's, %(default)s)")
-    parser.add_argument("--rounds", type=int, default=rounds,
-                        help="timed rounds per implementation and pass; each figure is "
-                             "their median (default: %(default)s)")
-    parser.add_argument("--passes", type=int, default=2,
-                        help="timing passes per shape; each implementation keeps its best "
-                             "median (default: %(default)s)")
-    parser.add_argument("--skip-large", action="store_true", help="skip shapes over 64 MiB")
-    parser.add_argument("--json", help="write the results to this file")
-
-
-def numpy_dtype(name):
-    """The NumPy dtype called name; bfloat16 is ml_dtypes'."""
-    if name == "bfloat16":
-        import ml_dtypes
-        return np.dtype(ml_dtypes.bfloat16)
-    return np.dtype(name)
-
-
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -467,7 +325,7 @@ def main(argv=None):
             parser.error("--replot needs --plot")
         with open(args.replot) as f:
             data = json.load(f)
-        plot(data["rows"], args.plot, data["machine"], data["dtype"])
+        plot(data["rows"], args.plot, data["machine"], data["dtype"], display_name)
         return
     if args.isa:
         gncpu.set_isa(args.isa)
@@ -523,7 +381,7 @@ def main(argv=None):
                        "skipped": notes}, f, indent=1)
         print(f"results written to {args.json}")
     if args.plot:
-        plot(rows, args.plot, info, dtype.name)
+        plot(rows, args.plot, info, dtype.name, display_name)
 
 
 if __name__ == "__main__":

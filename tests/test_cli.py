@@ -308,9 +308,10 @@ def test_bench_plot_has_a_panel_per_thread_count_and_its_legend_outside(bench):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import plots
     import run
     rows = bench_rows(1, 2e-3, None) + bench_rows(2, 1.0e-3, 1.2e-3)
-    fig = run.plot_figure(rows, {"cpu": "a CPU", "isa": "avx2"})
+    fig = plots.plot_figure(rows, {"cpu": "a CPU", "isa": "avx2"}, label=run.display_name)
     try:
         assert [ax.get_title(loc="left") for ax in fig.axes] == ["1 thread", "2 threads"]
         assert all(ax.get_legend() is None for ax in fig.axes)  # not over the floor line
