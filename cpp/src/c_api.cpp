@@ -1,6 +1,6 @@
-// The C API's forward entry point: the only place that validates a problem,
-// and the one lookup from (dtype, layout, activation) to the active ISA's
-// kernels.  Everything below it may assume valid input.
+// The C API's entry points, forward and backward: the only place that
+// validates a problem, and the one lookup from (dtype, layout, activation) to
+// the active ISA's kernels.  Everything below it may assume valid input.
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -150,31 +150,6 @@ void write_empty_stats(const gncpu_problem& p) {
     for (int64_t i = 0; p.rstd && i < count; ++i) static_cast<C*>(p.rstd)[i] = static_cast<C>(NAN);
 }
 
-template <class S, class C>
-gncpu_status run(const KernelsFor<S, C>& kernels, const gncpu_problem& caller) {
-    const int64_t total = caller.batch * caller.channels * caller.spatial;
-    if (total == 0) {
-        write_empty_stats<C>(caller);
-        return GNCPU_OK;
-    }
-    gncpu_problem q = caller;
-    PrivateBuffers<C> aside;
-    try {
-        aside.redirect(q, sizeof(S));
-    } catch (const std::bad_alloc&) {
-        return GNCPU_ERR_OUT_OF_MEMORY;
-    }
-    const int threads = team_size_now(threads_for(total, q.num_threads));
-    gncpu_status status = GNCPU_ERR_BAD_LAYOUT;
-    switch (q.layout) {
-        case GNCPU_NCHW: status = schedule(NchwLayout<S, C>(kernels.nchw, q), threads); break;
-        case GNCPU_NHWC: status = schedule(NhwcLayout<S, C>(kernels.nhwc, q), threads); break;
-        case GNCPU_LAYOUT_COUNT: break;
-    }
-    if (status == GNCPU_OK) aside.deliver(caller);
-    return status;
-}
-
 // The backward problem as it runs: weight, bias and the statistics copied
 // aside when they lie inside grad_x (read by every item while others write),
 // and the per-(example, channel) sums of the parameters' gradients.
@@ -215,35 +190,84 @@ struct BackwardBuffers {
     }
 };
 
-template <class S, class C>
-gncpu_status run_backward(const KernelsFor<S, C>& kernels, const gncpu_backward_problem& caller) {
+// What `run` needs to know of a direction: its problem, its buffers
+// (redirect, deliver), what it writes for an empty tensor, and its layouts.
+template <class Stored, class C>
+struct Forward {
+    using Problem = gncpu_problem;
+    using Buffers = PrivateBuffers<C>;
+    static void empty(const Problem& p) { write_empty_stats<C>(p); }
+    static NchwLayout<Stored, C> nchw(const KernelsFor<Stored, C>& k, const Problem& q, Buffers&) {
+        return NchwLayout<Stored, C>(k.nchw, q);
+    }
+    static NhwcLayout<Stored, C> nhwc(const KernelsFor<Stored, C>& k, const Problem& q, Buffers&) {
+        return NhwcLayout<Stored, C>(k.nhwc, q);
+    }
+};
+
+template <class Stored, class C>
+struct Backward {
+    using Problem = gncpu_backward_problem;
+    using Buffers = BackwardBuffers<C>;
+    static void empty(const Problem& p) {  // sums over nothing
+        for (int64_t c = 0; c < p.channels; ++c) {
+            if (p.grad_weight) static_cast<C*>(p.grad_weight)[c] = C(0);
+            if (p.grad_bias) static_cast<C*>(p.grad_bias)[c] = C(0);
+        }
+    }
+    static NchwGradLayout<Stored, C> nchw(const KernelsFor<Stored, C>& k, const Problem& q, Buffers& b) {
+        return NchwGradLayout<Stored, C>(k, q, b.sums_dz.data(), b.sums_dz_xhat.data());
+    }
+    static NhwcGradLayout<Stored, C> nhwc(const KernelsFor<Stored, C>& k, const Problem& q, Buffers& b) {
+        return NhwcGradLayout<Stored, C>(k, q, b.sums_dz.data(), b.sums_dz_xhat.data());
+    }
+};
+
+// One call in direction D: the buffers it needs aside, the scheduler over the
+// layout the problem names, and the results delivered where the caller wants
+// them (only when every item succeeded).
+template <template <class, class> class D, class Stored, class C>
+gncpu_status run(const KernelsFor<Stored, C>& kernels, const typename D<Stored, C>::Problem& caller) {
+    using Direction = D<Stored, C>;
     const int64_t total = caller.batch * caller.channels * caller.spatial;
-    gncpu_backward_problem q = caller;
-    BackwardBuffers<C> buffers;
+    if (total == 0) {
+        Direction::empty(caller);
+        return GNCPU_OK;
+    }
+    typename Direction::Problem q = caller;
+    typename Direction::Buffers buffers;
     try {
-        buffers.redirect(q, sizeof(S));
+        buffers.redirect(q, sizeof(Stored));
     } catch (const std::bad_alloc&) {
         return GNCPU_ERR_OUT_OF_MEMORY;
     }
-    if (total == 0) {  // sums over nothing
-        buffers.deliver(q);
-        return GNCPU_OK;
-    }
     const int threads = team_size_now(threads_for(total, q.num_threads));
-    double* dz = buffers.sums_dz.data();
-    double* dz_xhat = buffers.sums_dz_xhat.data();
     gncpu_status status = GNCPU_ERR_BAD_LAYOUT;
     switch (q.layout) {
-        case GNCPU_NCHW:
-            status = schedule(NchwGradLayout<S, C>(kernels, q, dz, dz_xhat), threads);
-            break;
-        case GNCPU_NHWC:
-            status = schedule(NhwcGradLayout<S, C>(kernels, q, dz, dz_xhat), threads);
-            break;
+        case GNCPU_NCHW: status = schedule(Direction::nchw(kernels, q, buffers), threads); break;
+        case GNCPU_NHWC: status = schedule(Direction::nhwc(kernels, q, buffers), threads); break;
         case GNCPU_LAYOUT_COUNT: break;
     }
-    if (status == GNCPU_OK) buffers.deliver(q);
+    if (status == GNCPU_OK) buffers.deliver(caller);
     return status;
+}
+
+// The entry points: the problem validated, then run on the active ISA's
+// kernels for its dtype.
+template <template <class, class> class D, class Problem>
+gncpu_status validated_run(const Problem* problem) {
+    const gncpu_status status = validate(problem);
+    if (status != GNCPU_OK) return status;
+    // Read once: a concurrent gncpu_set_isa never mixes two ISAs in one call.
+    const KernelTable& table = active_kernels();
+    switch (problem->dtype) {
+#define GNCPU_DTYPE_CASE(value, field, Stored, Compute, storage) \
+    case value: return run<D>(*table.field, *problem);
+        GNCPU_DTYPE_LIST(GNCPU_DTYPE_CASE)
+#undef GNCPU_DTYPE_CASE
+        case GNCPU_DTYPE_COUNT: break;
+    }
+    return GNCPU_ERR_BAD_DTYPE;
 }
 
 }  // namespace
@@ -256,18 +280,7 @@ gncpu_status gncpu_check_problem(const gncpu_problem* problem) {
 }
 
 gncpu_status gncpu_group_norm(const gncpu_problem* problem) {
-    const gncpu_status status = gncpu::validate(problem);
-    if (status != GNCPU_OK) return status;
-    // Read once: a concurrent gncpu_set_isa never mixes two ISAs in one call.
-    const gncpu::KernelTable& table = gncpu::active_kernels();
-    switch (problem->dtype) {
-#define GNCPU_DTYPE_CASE(value, field, Stored, Compute, storage) \
-    case value: return gncpu::run(*table.field, *problem);
-        GNCPU_DTYPE_LIST(GNCPU_DTYPE_CASE)
-#undef GNCPU_DTYPE_CASE
-        case GNCPU_DTYPE_COUNT: break;
-    }
-    return GNCPU_ERR_BAD_DTYPE;
+    return gncpu::validated_run<gncpu::Forward>(problem);
 }
 
 gncpu_status gncpu_check_backward_problem(const gncpu_backward_problem* problem) {
@@ -275,17 +288,7 @@ gncpu_status gncpu_check_backward_problem(const gncpu_backward_problem* problem)
 }
 
 gncpu_status gncpu_group_norm_backward(const gncpu_backward_problem* problem) {
-    const gncpu_status status = gncpu::validate(problem);
-    if (status != GNCPU_OK) return status;
-    const gncpu::KernelTable& table = gncpu::active_kernels();
-    switch (problem->dtype) {
-#define GNCPU_DTYPE_CASE(value, field, Stored, Compute, storage) \
-    case value: return gncpu::run_backward(*table.field, *problem);
-        GNCPU_DTYPE_LIST(GNCPU_DTYPE_CASE)
-#undef GNCPU_DTYPE_CASE
-        case GNCPU_DTYPE_COUNT: break;
-    }
-    return GNCPU_ERR_BAD_DTYPE;
+    return gncpu::validated_run<gncpu::Backward>(problem);
 }
 
 const char* gncpu_status_message(gncpu_status status) {

@@ -63,6 +63,10 @@ double deviation_sum(const T* x, int64_t rows, int64_t len, int64_t row_stride, 
     return sum;
 }
 
+// A measured residual of the given mean, or 0 where x held non-finite values
+// (the sums carry those to the result themselves).
+inline double usable_residual(double r) { return fabs(r) <= 1e300 ? r : 0.0; }
+
 // The constants of one group's dx, and the residual of its given mean.
 struct GroupGrad {
     double slope;
@@ -86,12 +90,12 @@ struct ExactGradChannels {
     }
 };
 
-// The problem's pointers, typed: values held as S, parameters and statistics as C.
-template <class S, class C>
+// The problem's pointers, typed: values held as Stored, parameters and statistics as C.
+template <class Stored, class C>
 struct GradTensors {
-    const S* x;
-    const S* dy;
-    S* dx;  // null: only the parameters' gradients are wanted
+    const Stored* x;
+    const Stored* dy;
+    Stored* dx;  // null: only the parameters' gradients are wanted
     const C* mean;
     const C* rstd;
     const C* weight;  // may be null: all ones
@@ -100,18 +104,22 @@ struct GradTensors {
     // Per (example, channel): sum dz and sum dz * x^, written by each item's owner.
     double* sums_dz;
     double* sums_dz_xhat;
+    int activation;
+    typename KernelsFor<Stored, C>::ExactGrad exact_grad;  // for the activation
 
-    GradTensors(const gncpu_backward_problem& p, double* dz_sums, double* dz_xhat_sums)
-        : x(static_cast<const S*>(p.x)), dy(static_cast<const S*>(p.grad_y)),
-          dx(static_cast<S*>(p.grad_x)), mean(static_cast<const C*>(p.mean)),
+    GradTensors(const KernelsFor<Stored, C>& k, const gncpu_backward_problem& p, double* dz_sums,
+                double* dz_xhat_sums)
+        : x(static_cast<const Stored*>(p.x)), dy(static_cast<const Stored*>(p.grad_y)),
+          dx(static_cast<Stored*>(p.grad_x)), mean(static_cast<const C*>(p.mean)),
           rstd(static_cast<const C*>(p.rstd)), weight(static_cast<const C*>(p.weight)),
           bias(static_cast<const C*>(p.bias)), channels(p.channels), sums_dz(dz_sums),
-          sums_dz_xhat(dz_xhat_sums) {}
+          sums_dz_xhat(dz_xhat_sums), activation(p.activation),
+          exact_grad(k.exact_grad[p.activation]) {}
 
     // The per-channel parameters (kernel_table.h) of channels [c0, c0 + count)
     // in a group whose rstd is `rstd_g` and mean's residual `residual`:
     // weight, and z's scale and shift.
-    void fold_channels(double rstd_g, double residual, int64_t c0, int64_t count, C* weight_out,
+    void fold_grad_params(double rstd_g, double residual, int64_t c0, int64_t count, C* weight_out,
                        C* scale, C* shift) const {
         for (int64_t i = 0; i < count; ++i) {
             weight_out[i] = weight ? weight[c0 + i] : C(1);
@@ -148,8 +156,7 @@ struct GradTensors {
             sum_w_dz_dev += w * acc[i].dz_dev;
             sum_dev += acc[i].dev;
         }
-        double residual = sum_dev / values;
-        if (!(fabs(residual) <= 1e300)) residual = 0.0;  // non-finite x: NaN comes from the sums
+        const double residual = usable_residual(sum_dev / values);
         sum_w_dz_dev -= residual * sum_w_dz;
         const double slope = -rstd_g * rstd_g * sum_w_dz_dev / values;
         return GroupGrad{slope, -sum_w_dz / values - slope * residual, residual};
@@ -171,10 +178,7 @@ struct GradTensors {
 // input, which the exact path keeps as NaN/inf), or a parameter of z or dx
 // beyond float's range or in its subnormals, sends the item to the exact
 // path (in double).  Never for ordinary data.
-inline bool fits_float(double v) {
-    const double a = fabs(v);
-    return a == 0.0 || (a >= 1e-30 && a <= 1e30);
-}
+inline bool fits_float(double v) { return v == 0.0 || in_float_lanes(fabs(v)); }
 
 template <class C>
 bool float_grad_unreliable(double rstd_g, const C* weight, int64_t c0, int64_t count,
@@ -182,16 +186,16 @@ bool float_grad_unreliable(double rstd_g, const C* weight, int64_t c0, int64_t c
     if (sizeof(C) != 4) return false;
     if (!fits_float(rstd_g) || !fits_float(grad.slope) || !fits_float(grad.offset)) return true;
     for (int64_t i = 0; i < count; ++i) {
-        if (!(fabs(acc[i].dz) <= 1e30 && fabs(acc[i].dz_dev) <= 1e30)) return true;
+        if (!(fabs(acc[i].dz) <= kFloatLaneMax && fabs(acc[i].dz_dev) <= kFloatLaneMax)) return true;
         if (weight && !fits_float(rstd_g * static_cast<double>(weight[c0 + i]))) return true;
     }
     return false;
 }
 
 // x + dy + dx bytes above which dx is written with streaming stores.
-template <class S>
+template <class Stored>
 bool streams_grad(int64_t elements) {
-    return 3 * elements * static_cast<int64_t>(sizeof(S)) > streaming_threshold_bytes();
+    return 3 * elements * static_cast<int64_t>(sizeof(Stored)) > streaming_threshold_bytes();
 }
 
 }  // namespace gncpu

@@ -17,8 +17,8 @@ namespace gncpu {
 // through L1 once in the first sweep, so this is not an L1 budget).
 constexpr int64_t kNchwGradBlockBytes = 16 * 1024;
 
-template <class S, class C>
-struct NchwGradLayout : GradTensors<S, C> {
+template <class Stored, class C>
+struct NchwGradLayout : GradTensors<Stored, C>, NchwGroups {
     using Partial = GradSums;
     using Accumulator = GradAccumulator;
     struct Worker {
@@ -30,39 +30,29 @@ struct NchwGradLayout : GradTensors<S, C> {
         ExactGradChannels exact_channels;
     };
 
-    typename NchwGradKernels<S, C>::RowSums row_sums;
-    typename NchwGradKernels<S, C>::Rows grad_rows;
-    typename KernelsFor<S, C>::ExactGrad exact_grad;
-    const NchwKernels<S, C>& moments;  // the forward's, for the residual
-    int activation;
-    int64_t spatial, groups_per_example, channels_per_group, group_size;
-    int64_t piece_len, pieces_per_row, rows_per_block;
-    int64_t items, blocks_per_item;
+    typename NchwGradKernels<Stored, C>::RowSums row_sums;
+    typename NchwGradKernels<Stored, C>::Rows grad_rows;
+    const NchwKernels<Stored, C>& moments;  // the forward's, for the residual
+    int64_t piece_len, pieces_per_row, rows_per_block, blocks_per_item;
 
-    NchwGradLayout(const KernelsFor<S, C>& k, const gncpu_backward_problem& p, double* sums_dz,
+    NchwGradLayout(const KernelsFor<Stored, C>& k, const gncpu_backward_problem& p, double* sums_dz,
                    double* sums_dz_xhat)
-        : GradTensors<S, C>(p, sums_dz, sums_dz_xhat),
+        : GradTensors<Stored, C>(k, p, sums_dz, sums_dz_xhat),
+          NchwGroups(p),
           row_sums(k.nchw_grad.row_sums[p.activation]),
-          grad_rows(k.nchw_grad.grad_rows[streams_grad<S>(p.batch * p.channels * p.spatial)]
+          grad_rows(k.nchw_grad.grad_rows[streams_grad<Stored>(p.batch * p.channels * p.spatial)]
                                          [p.activation]),
-          exact_grad(k.exact_grad[p.activation]),
           moments(k.nchw),
-          activation(p.activation),
-          spatial(p.spatial),
-          groups_per_example(p.num_groups),
-          channels_per_group(p.channels / p.num_groups),
-          group_size(channels_per_group * p.spatial),
-          piece_len(kNchwGradBlockBytes / static_cast<int64_t>(sizeof(S))),
+          piece_len(kNchwGradBlockBytes / static_cast<int64_t>(sizeof(Stored))),
           pieces_per_row(p.spatial > piece_len ? (p.spatial + piece_len - 1) / piece_len : 1),
           rows_per_block(p.spatial > piece_len ? 1 : piece_len / p.spatial),
-          items(p.batch * p.num_groups),
           blocks_per_item(pieces_per_row > 1
                               ? channels_per_group * pieces_per_row
                               : (channels_per_group + rows_per_block - 1) / rows_per_block) {}
 
     int64_t partials_per_block() const { return rows_per_block; }
     int64_t accumulators_per_item() const { return channels_per_group; }
-    int64_t item_bytes() const { return 2 * group_size * static_cast<int64_t>(sizeof(S)); }
+    int64_t item_bytes() const { return 2 * group_size * static_cast<int64_t>(sizeof(Stored)); }
 
     void reserve(Worker& w) const {
         const size_t n = static_cast<size_t>(channels_per_group);
@@ -88,12 +78,12 @@ struct NchwGradLayout : GradTensors<S, C> {
     // mean(x) - the given mean, measured as the forward measures the mean
     // (its blocks, its kernel, Chan's combination in block order).
     double residual_of(int64_t group) const {
-        const S* x = this->x + group * group_size;
+        const Stored* x = this->x + group * group_size;
         if constexpr (sizeof(C) == 8) {  // float64: a mean of x would round as the given one
             return deviation_sum(x, group_size, 1, 1, static_cast<double>(this->mean[group])) /
                    static_cast<double>(group_size);
         }
-        const int64_t block = kNchwBlockBytes / static_cast<int64_t>(sizeof(S));  // (as the forward)
+        const int64_t block = kNchwBlockBytes / static_cast<int64_t>(sizeof(Stored));  // (as the forward)
         MomentsAccumulator acc;
         for (int64_t at = 0; at < group_size; at += block) {
             const int64_t count = group_size - at < block ? group_size - at : block;
@@ -110,12 +100,11 @@ struct NchwGradLayout : GradTensors<S, C> {
         w.params_of = group;
         const double mean_g = static_cast<double>(this->mean[group]);
         const double rstd_g = static_cast<double>(this->rstd[group]);
-        w.z_residual = activation != GNCPU_ACT_NONE && wants_residual<C>(mean_g, rstd_g) &&
+        w.z_residual = this->activation != GNCPU_ACT_NONE && wants_residual<C>(mean_g, rstd_g) &&
                                group_size > 0
-                           ? residual_of(group)
+                           ? usable_residual(residual_of(group))
                            : 0.0;
-        if (!(fabs(w.z_residual) <= 1e300)) w.z_residual = 0.0;  // non-finite x: left to the sums
-        this->fold_channels(rstd_g, w.z_residual, (group % groups_per_example) * channels_per_group,
+        this->fold_grad_params(rstd_g, w.z_residual, first_channel(group),
                             channels_per_group, w.weight.data(), w.scale.data(), w.shift.data());
         w.params.center = this->mean[group];
         w.params.rstd = this->rstd[group];
@@ -151,7 +140,7 @@ struct NchwGradLayout : GradTensors<S, C> {
     void begin_item(Worker& w, int64_t group, const GradAccumulator* acc, bool owner) const {
         prepare_channels(w, group);
         const int64_t example = group / groups_per_example;
-        const int64_t c0 = (group % groups_per_example) * channels_per_group;
+        const int64_t c0 = first_channel(group);
         const double rstd_g = static_cast<double>(this->rstd[group]);
         const double values = static_cast<double>(group_size);
         GroupGrad grad = this->group_grad(rstd_g, c0, channels_per_group, values, acc);
@@ -160,8 +149,8 @@ struct NchwGradLayout : GradTensors<S, C> {
             ExactGradChannels& e = w.exact_channels;
             this->fold_exact(e, 0, static_cast<double>(this->mean[group]) + grad.residual, rstd_g,
                              c0, channels_per_group);
-            exact_grad(this->x + group * group_size, this->dy + group * group_size, nullptr,
-                       channels_per_group, spatial, true, e.params(), e.sums.data());
+            this->exact_grad(this->x + group * group_size, this->dy + group * group_size, nullptr,
+                             channels_per_group, spatial, true, e.params(), e.sums.data());
             grad = this->group_grad(rstd_g, c0, channels_per_group, values, e.sums.data());
             if (owner)
                 this->keep_sums(example, rstd_g, grad.residual, c0, channels_per_group, e.sums.data());
@@ -173,31 +162,20 @@ struct NchwGradLayout : GradTensors<S, C> {
         w.params.offset = saturate<C>(grad.offset);
     }
 
-    // Rows cut by the span's ends go one at a time; whole rows in one call.
     void finish_blocks(Worker& w, int64_t group, int64_t first_block, int64_t end_block) const {
         if (this->dx == nullptr) return;
         const int64_t base = group * group_size;
         const int64_t end = block_end(end_block - 1);
-        int64_t pos = block_begin(first_block);
-        while (pos < end) {
-            const int64_t row = pos / spatial;
-            const int64_t col = pos - row * spatial;
-            int64_t rows = 1, len = spatial - col;
-            if (col != 0 || end - pos < spatial) {
-                if (len > end - pos) len = end - pos;
-            } else {
-                rows = (end - pos) / spatial;
-                len = spatial;
-            }
+        const auto span = [&](int64_t pos, int64_t row, int64_t rows, int64_t len) {
             if (w.exact) {
-                exact_grad(this->x + base + pos, this->dy + base + pos, this->dx + base + pos, rows,
-                           len, true, w.exact_channels.params(row), nullptr);
+                this->exact_grad(this->x + base + pos, this->dy + base + pos, this->dx + base + pos,
+                                 rows, len, true, w.exact_channels.params(row), nullptr);
             } else {
                 grad_rows(this->x + base + pos, this->dy + base + pos, this->dx + base + pos, rows,
                           len, from_row(w, row));
             }
-            pos += rows * len;
-        }
+        };
+        for_row_spans(block_begin(first_block), end, spatial, span);
     }
 };
 

@@ -21,8 +21,52 @@ namespace gncpu {
 // large blocks amortise the per-channel work of each block.
 constexpr int64_t kNhwcBlockElements = 64 * 1024;
 
-template <class S, class C>
-struct NhwcLayout : Tensors<S, C> {
+// What both directions share: an item is one example, `spatial` rows of
+// `channels` values cut into blocks of rows_per_block rows.
+struct NhwcBlocks {
+    int64_t spatial, channels, groups, channels_per_group, rows_per_block;
+    int64_t items, blocks_per_item;
+
+    template <class Problem>
+    explicit NhwcBlocks(const Problem& p)
+        : spatial(p.spatial),
+          channels(p.channels),
+          groups(p.num_groups),
+          channels_per_group(p.channels / p.num_groups),
+          rows_per_block(kNhwcBlockElements / p.channels > 0 ? kNhwcBlockElements / p.channels : 1),
+          items(p.batch),
+          blocks_per_item((p.spatial + rows_per_block - 1) / rows_per_block) {}
+
+    int64_t block_rows(int64_t block) const {
+        const int64_t left = spatial - block * rows_per_block;
+        return left < rows_per_block ? left : rows_per_block;
+    }
+    // Where block `block` of an example starts, in values from the tensor's start.
+    int64_t block_offset(int64_t example, int64_t block) const {
+        return (example * spatial + block * rows_per_block) * channels;
+    }
+    // The rows of blocks [first_block, end_block).
+    int64_t span_rows(int64_t first_block, int64_t end_block) const {
+        const int64_t end = end_block * rows_per_block < spatial ? end_block * rows_per_block : spatial;
+        return end - first_block * rows_per_block;
+    }
+};
+
+// Per-channel mean and M2 of a block of rows by the kernel: about the
+// block's first row, and again about the means found where a center was poor
+// (see nhwc_channel_moments).  center, run_dev and run_sq are scratch.
+template <class Stored, class C>
+void measure_channels(const NhwcKernels<Stored, C>& k, const Stored* x, int64_t rows,
+                      int64_t channels, C* center, double* mean, double* m2, C* run_dev,
+                      C* run_sq) {
+    if (k.channel_moments(x, rows, channels, nullptr, center, mean, m2, run_dev, run_sq)) {
+        for (int64_t c = 0; c < channels; ++c) center[c] = static_cast<C>(mean[c]);
+        k.channel_moments(x, rows, channels, center, center, mean, m2, run_dev, run_sq);
+    }
+}
+
+template <class Stored, class C>
+struct NhwcLayout : Tensors<Stored, C>, NhwcBlocks {
     using Compute = C;
     using Partial = BlockMoments;  // one per group
     using Accumulator = MomentsAccumulator;
@@ -36,34 +80,20 @@ struct NhwcLayout : Tensors<S, C> {
         ThreadVector<double> exact_center, exact_scale, exact_offset;
     };
 
-    const NhwcKernels<S, C>& kernels;
-    typename NhwcKernels<S, C>::Normalize normalize_run;  // for the activation and streaming
-    typename NhwcKernels<S, C>::ExactNormalize exact_normalize_run;
-    int64_t spatial, channels, groups, channels_per_group, rows_per_block;
-    int64_t items, blocks_per_item;
+    const NhwcKernels<Stored, C>& kernels;
+    typename NhwcKernels<Stored, C>::Normalize normalize_run;  // for the activation and streaming
+    typename NhwcKernels<Stored, C>::ExactNormalize exact_normalize_run;
 
-    NhwcLayout(const NhwcKernels<S, C>& k, const gncpu_problem& p)
-        : Tensors<S, C>(p),
-          kernels(k),
-          spatial(p.spatial),
-          channels(p.channels),
-          groups(p.num_groups),
-          channels_per_group(p.channels / p.num_groups),
-          rows_per_block(kNhwcBlockElements / p.channels > 0 ? kNhwcBlockElements / p.channels : 1),
-          items(p.batch),
-          blocks_per_item((p.spatial + rows_per_block - 1) / rows_per_block) {
-        normalize_run = k.normalize[streams_output<S>(p.batch * p.channels * p.spatial)]
+    NhwcLayout(const NhwcKernels<Stored, C>& k, const gncpu_problem& p)
+        : Tensors<Stored, C>(p), NhwcBlocks(p), kernels(k) {
+        normalize_run = k.normalize[streams_output<Stored>(p.batch * p.channels * p.spatial)]
                                    [p.activation];
         exact_normalize_run = k.exact_normalize[p.activation];
     }
 
     int64_t partials_per_block() const { return groups; }
     int64_t accumulators_per_item() const { return groups; }
-    int64_t item_bytes() const { return spatial * channels * static_cast<int64_t>(sizeof(S)); }
-    int64_t block_rows(int64_t block) const {
-        const int64_t left = spatial - block * rows_per_block;
-        return left < rows_per_block ? left : rows_per_block;
-    }
+    int64_t item_bytes() const { return spatial * channels * static_cast<int64_t>(sizeof(Stored)); }
     int64_t block_count(int64_t block) const { return block_rows(block) * channels_per_group; }
 
     void reserve(Worker& w) const {
@@ -79,21 +109,15 @@ struct NhwcLayout : Tensors<S, C> {
 
     void block_partials(Worker& w, int64_t example, int64_t block, BlockMoments* out) const {
         const int64_t rows = block_rows(block);
-        const S* x = this->x + (example * spatial + block * rows_per_block) * channels;
-        const bool poor_center = kernels.channel_moments(x, rows, channels, nullptr, w.center.data(),
-                                                         w.mean.data(), w.m2.data(),
-                                                         w.run_dev.data(), w.run_sq.data());
-        if (poor_center) {
-            for (int64_t c = 0; c < channels; ++c) w.center[c] = static_cast<C>(w.mean[c]);
-            kernels.channel_moments(x, rows, channels, w.center.data(), w.center.data(),
-                                    w.mean.data(), w.m2.data(), w.run_dev.data(), w.run_sq.data());
-        }
-        fold_channels(w, rows, out);
+        const Stored* x = this->x + block_offset(example, block);
+        measure_channels(kernels, x, rows, channels, w.center.data(), w.mean.data(), w.m2.data(),
+                         w.run_dev.data(), w.run_sq.data());
+        group_moments_from_channels(w, rows, out);
         if (sizeof(C) != 4) return;
         for (int64_t g = 0; g < groups; ++g) {
             if (float_moments_unreliable(out[g], block_count(block), this->eps)) {
                 kernels.exact_channel_moments(x, rows, channels, w.mean.data(), w.m2.data());
-                fold_channels(w, rows, out);
+                group_moments_from_channels(w, rows, out);
                 return;
             }
         }
@@ -103,7 +127,7 @@ struct NhwcLayout : Tensors<S, C> {
     // are the mean of the channel means and M2 = sum M2_c + rows * sum
     // (mean_c - mean)^2: Chan's formula for equal counts, without a division
     // per channel (those divisions dominated channels-last at first).
-    void fold_channels(const Worker& w, int64_t rows, BlockMoments* out) const {
+    void group_moments_from_channels(const Worker& w, int64_t rows, BlockMoments* out) const {
         const double inv_cpg = 1.0 / static_cast<double>(channels_per_group);
         for (int64_t g = 0; g < groups; ++g) {
             const int64_t c0 = g * channels_per_group, c1 = c0 + channels_per_group;
@@ -168,15 +192,14 @@ struct NhwcLayout : Tensors<S, C> {
     }
 
     void finish_blocks(Worker& w, int64_t example, int64_t first_block, int64_t end_block) const {
-        const int64_t r0 = first_block * rows_per_block;
-        const int64_t r1 = end_block * rows_per_block < spatial ? end_block * rows_per_block : spatial;
-        const int64_t offset = (example * spatial + r0) * channels;
+        const int64_t offset = block_offset(example, first_block);
+        const int64_t rows = span_rows(first_block, end_block);
         if (w.exact) {
-            exact_normalize_run(this->x + offset, this->y + offset, r1 - r0, channels,
+            exact_normalize_run(this->x + offset, this->y + offset, rows, channels,
                                 w.exact_center.data(), w.exact_scale.data(), w.exact_offset.data());
             return;
         }
-        normalize_run(this->x + offset, this->y + offset, r1 - r0, channels,
+        normalize_run(this->x + offset, this->y + offset, rows, channels,
                       w.example_center.data(), w.scale.data(), w.offset.data());
     }
 };

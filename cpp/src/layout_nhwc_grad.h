@@ -13,8 +13,8 @@
 
 namespace gncpu {
 
-template <class S, class C>
-struct NhwcGradLayout : GradTensors<S, C> {
+template <class Stored, class C>
+struct NhwcGradLayout : GradTensors<Stored, C>, NhwcBlocks {
     using Partial = GradSums;
     using Accumulator = GradAccumulator;
     struct Worker {
@@ -32,38 +32,22 @@ struct NhwcGradLayout : GradTensors<S, C> {
         }
     };
 
-    typename NhwcGradKernels<S, C>::ChannelSums channel_sums;
-    typename NhwcGradKernels<S, C>::Run grad_run;
-    typename KernelsFor<S, C>::ExactGrad exact_grad;
-    const NhwcKernels<S, C>& moments;  // the forward's, for the residuals
-    int activation;
-    int64_t spatial, channels, groups, channels_per_group, rows_per_block;
-    int64_t items, blocks_per_item;
+    typename NhwcGradKernels<Stored, C>::ChannelSums channel_sums;
+    typename NhwcGradKernels<Stored, C>::Run grad_run;
+    const NhwcKernels<Stored, C>& moments;  // the forward's, for the residuals
 
-    NhwcGradLayout(const KernelsFor<S, C>& k, const gncpu_backward_problem& p, double* sums_dz,
+    NhwcGradLayout(const KernelsFor<Stored, C>& k, const gncpu_backward_problem& p, double* sums_dz,
                    double* sums_dz_xhat)
-        : GradTensors<S, C>(p, sums_dz, sums_dz_xhat),
+        : GradTensors<Stored, C>(k, p, sums_dz, sums_dz_xhat),
+          NhwcBlocks(p),
           channel_sums(k.nhwc_grad.channel_sums[p.activation]),
-          grad_run(k.nhwc_grad.grad_run[streams_grad<S>(p.batch * p.channels * p.spatial)]
+          grad_run(k.nhwc_grad.grad_run[streams_grad<Stored>(p.batch * p.channels * p.spatial)]
                                        [p.activation]),
-          exact_grad(k.exact_grad[p.activation]),
-          moments(k.nhwc),
-          activation(p.activation),
-          spatial(p.spatial),
-          channels(p.channels),
-          groups(p.num_groups),
-          channels_per_group(p.channels / p.num_groups),
-          rows_per_block(kNhwcBlockElements / p.channels > 0 ? kNhwcBlockElements / p.channels : 1),
-          items(p.batch),
-          blocks_per_item((p.spatial + rows_per_block - 1) / rows_per_block) {}
+          moments(k.nhwc) {}
 
     int64_t partials_per_block() const { return channels; }
     int64_t accumulators_per_item() const { return channels; }
-    int64_t item_bytes() const { return 2 * spatial * channels * static_cast<int64_t>(sizeof(S)); }
-    int64_t block_rows(int64_t block) const {
-        const int64_t left = spatial - block * rows_per_block;
-        return left < rows_per_block ? left : rows_per_block;
-    }
+    int64_t item_bytes() const { return 2 * spatial * channels * static_cast<int64_t>(sizeof(Stored)); }
 
     void reserve(Worker& w) const {
         const size_t padded = static_cast<size_t>(channels + kNhwcParamPad);  // see NhwcKernels
@@ -93,23 +77,16 @@ struct NhwcGradLayout : GradTensors<S, C> {
                 const double r = deviation_sum(this->x + example * spatial * channels + g * channels_per_group,
                                                spatial, channels_per_group, channels,
                                                static_cast<double>(this->mean[example * groups + g])) / values;
-                w.residual[g] = fabs(r) <= 1e300 ? r : 0.0;
+                w.residual[g] = usable_residual(r);
             }
             return;
         }
         for (int64_t c = 0; c < channels; ++c) w.m_sum[c] = 0.0;
         for (int64_t r0 = 0; r0 < spatial; r0 += rows_per_block) {
             const int64_t rows = spatial - r0 < rows_per_block ? spatial - r0 : rows_per_block;
-            const S* x = this->x + (example * spatial + r0) * channels;
-            const bool poor = moments.channel_moments(x, rows, channels, nullptr, w.m_center.data(),
-                                                      w.m_mean.data(), w.m_m2.data(),
-                                                      w.m_run_dev.data(), w.m_run_sq.data());
-            if (poor) {
-                for (int64_t c = 0; c < channels; ++c) w.m_center[c] = static_cast<C>(w.m_mean[c]);
-                moments.channel_moments(x, rows, channels, w.m_center.data(), w.m_center.data(),
-                                        w.m_mean.data(), w.m_m2.data(), w.m_run_dev.data(),
-                                        w.m_run_sq.data());
-            }
+            const Stored* x = this->x + (example * spatial + r0) * channels;
+            measure_channels(moments, x, rows, channels, w.m_center.data(), w.m_mean.data(),
+                             w.m_m2.data(), w.m_run_dev.data(), w.m_run_sq.data());
             bool unreliable = false;
             for (int64_t c = 0; sizeof(C) == 4 && c < channels && !unreliable; ++c)
                 unreliable = float_moments_unreliable(BlockMoments{w.m_mean[c], w.m_m2[c]}, rows, 0.0);
@@ -122,7 +99,7 @@ struct NhwcGradLayout : GradTensors<S, C> {
             double sum = 0.0;
             for (int64_t c = g * channels_per_group; c < (g + 1) * channels_per_group; ++c) sum += w.m_sum[c];
             const double r = sum / values - static_cast<double>(this->mean[example * groups + g]);
-            w.residual[g] = fabs(r) <= 1e300 ? r : 0.0;  // non-finite x: left to the sums
+            w.residual[g] = usable_residual(r);
         }
     }
 
@@ -132,7 +109,7 @@ struct NhwcGradLayout : GradTensors<S, C> {
         bool any = false;
         for (int64_t g = 0; g < groups; ++g) {
             const bool wanted =
-                activation != GNCPU_ACT_NONE &&
+                this->activation != GNCPU_ACT_NONE &&
                 wants_residual<C>(static_cast<double>(this->mean[example * groups + g]),
                                   static_cast<double>(this->rstd[example * groups + g]));
             w.residual[g] = wanted ? 1.0 : 0.0;
@@ -144,7 +121,7 @@ struct NhwcGradLayout : GradTensors<S, C> {
             const int64_t c0 = g * channels_per_group;
             const C mean = this->mean[example * groups + g], rstd = this->rstd[example * groups + g];
             for (int64_t c = c0; c < c0 + channels_per_group; ++c) w.center[c] = mean, w.rstd[c] = rstd;
-            this->fold_channels(static_cast<double>(rstd), w.residual[g], c0, channels_per_group,
+            this->fold_grad_params(static_cast<double>(rstd), w.residual[g], c0, channels_per_group,
                                 w.weight.data() + c0, w.scale.data() + c0, w.shift.data() + c0);
         }
         wrap(w.center, channels), wrap(w.rstd, channels), wrap(w.weight, channels);
@@ -153,7 +130,7 @@ struct NhwcGradLayout : GradTensors<S, C> {
 
     void block_partials(Worker& w, int64_t example, int64_t block, GradSums* out) const {
         prepare_channels(w, example);
-        const int64_t offset = (example * spatial + block * rows_per_block) * channels;
+        const int64_t offset = block_offset(example, block);
         channel_sums(this->x + offset, this->dy + offset, block_rows(block), channels, w.params(),
                      out, w.run_dz.data(), w.run_dz_dev.data(), w.run_dev.data());
     }
@@ -185,8 +162,8 @@ struct NhwcGradLayout : GradTensors<S, C> {
                                  g * channels_per_group, channels_per_group);
             }
             const int64_t offset = example * spatial * channels;
-            exact_grad(this->x + offset, this->dy + offset, nullptr, spatial, channels, false,
-                       e.params(), e.sums.data());
+            this->exact_grad(this->x + offset, this->dy + offset, nullptr, spatial, channels,
+                             false, e.params(), e.sums.data());
         }
         for (int64_t g = 0; g < groups; ++g) {
             const int64_t c0 = g * channels_per_group;
@@ -212,15 +189,14 @@ struct NhwcGradLayout : GradTensors<S, C> {
 
     void finish_blocks(Worker& w, int64_t example, int64_t first_block, int64_t end_block) const {
         if (this->dx == nullptr) return;
-        const int64_t r0 = first_block * rows_per_block;
-        const int64_t r1 = end_block * rows_per_block < spatial ? end_block * rows_per_block : spatial;
-        const int64_t offset = (example * spatial + r0) * channels;
+        const int64_t offset = block_offset(example, first_block);
+        const int64_t rows = span_rows(first_block, end_block);
         if (w.exact) {
-            exact_grad(this->x + offset, this->dy + offset, this->dx + offset, r1 - r0, channels,
-                       false, w.exact_channels.params(), nullptr);
+            this->exact_grad(this->x + offset, this->dy + offset, this->dx + offset, rows,
+                             channels, false, w.exact_channels.params(), nullptr);
             return;
         }
-        grad_run(this->x + offset, this->dy + offset, this->dx + offset, r1 - r0, channels,
+        grad_run(this->x + offset, this->dy + offset, this->dx + offset, rows, channels,
                  w.params());
     }
 };

@@ -112,6 +112,17 @@ GroupStats scaled_stats(const T* x, int64_t rows, int64_t len, int64_t row_strid
     return GroupStats{ldexp(mean, e0), ldexp(k, -spread), ldexp(sum_sq, 2 * spread)};
 }
 
+// The magnitudes float lanes are trusted with, in both directions: inside
+// [kFloatLaneMin, kFloatLaneMax], a product of two (or a sum of ~1e8 such
+// values) stays clear of float's overflow (3.4e38) and subnormals (1.2e-38).
+// Outside, an item goes to the exact path in double.
+constexpr double kFloatLaneMin = 1e-30;
+constexpr double kFloatLaneMax = 1e30;
+
+inline bool in_float_lanes(double magnitude) {
+    return magnitude >= kFloatLaneMin && magnitude <= kFloatLaneMax;  // NaN: false
+}
+
 // Normalising: (x - center) * scale + offset in float needs the deviations
 // (at most sqrt(M2)) well inside float's range, and each channel's scale
 // rstd * weight[c] too (a weight of 1e15 on rstd 1e25 overflows it; a tiny
@@ -119,11 +130,11 @@ GroupStats scaled_stats(const T* x, int64_t rows, int64_t len, int64_t row_strid
 template <class C>
 inline bool float_normalize_unreliable(const GroupStats& s, const C* weight,
                                        int64_t first_channel, int64_t count) {
-    if (!(s.rstd >= 1e-30 && s.rstd <= 1e30 && s.m2 <= 1e74)) return true;
+    if (!(in_float_lanes(s.rstd) && s.m2 <= 1e74)) return true;
     const double spread = sqrt(s.m2);
     for (int64_t c = first_channel; weight && c < first_channel + count; ++c) {
         const double a = fabs(s.rstd * static_cast<double>(weight[c]));
-        if (a != 0.0 && !(a >= 1e-30 && a <= 1e30 && a * spread <= 1e37)) return true;
+        if (a != 0.0 && !(in_float_lanes(a) && a * spread <= 1e37)) return true;
     }
     return false;
 }

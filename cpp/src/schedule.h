@@ -42,11 +42,11 @@ namespace gncpu {
 // Threads whose finish times the contention back-off compares (runtime.h).
 constexpr int kMaxTeamWatch = 64;
 
-// The problem's pointers, typed: values held as S, parameters and statistics as C.
-template <class S, class C>
+// The problem's pointers, typed: values held as Stored, parameters and statistics as C.
+template <class Stored, class C>
 struct Tensors {
-    const S* x;
-    S* y;
+    const Stored* x;
+    Stored* y;
     const C* weight;  // may be null: all ones
     const C* bias;    // may be null: all zeros
     C* mean_out;      // may be null
@@ -54,7 +54,7 @@ struct Tensors {
     double eps;
 
     explicit Tensors(const gncpu_problem& p)
-        : x(static_cast<const S*>(p.x)), y(static_cast<S*>(p.y)),
+        : x(static_cast<const Stored*>(p.x)), y(static_cast<Stored*>(p.y)),
           weight(static_cast<const C*>(p.weight)), bias(static_cast<const C*>(p.bias)),
           mean_out(static_cast<C*>(p.mean)), rstd_out(static_cast<C*>(p.rstd)), eps(p.eps) {}
 
@@ -67,11 +67,11 @@ struct Tensors {
     }
 };
 
-// Whether an output of `elements` values of S is written with streaming
+// Whether an output of `elements` values of Stored is written with streaming
 // stores (the threshold is explained in runtime.cpp).
-template <class S>
+template <class Stored>
 bool streams_output(int64_t elements) {
-    return 2 * elements * static_cast<int64_t>(sizeof(S)) > streaming_threshold_bytes();
+    return 2 * elements * static_cast<int64_t>(sizeof(Stored)) > streaming_threshold_bytes();
 }
 
 // Each on its own cache lines (see CacheLineAllocator).

@@ -87,234 +87,125 @@ void nchw_grad_row_sums(const typename S::Stored* x, const typename S::Stored* d
     }
 }
 
-// NCHW, second sweep: dx over rows * row_len values walked as one run, with
-// the same alignment and row-crossing rules as normalize_rows (nchw.inl):
-// every store but the first is aligned, and a vector that crosses into the
-// next row takes that row's parameters in its last lanes.
+// NCHW, second sweep: dx over rows * row_len values, walked by walk_rows
+// (walk.inl) as the forward's normalisation is.
+template <class S, int kAct>
+struct GradRowsOp {
+    using L = typename S::Lanes;
+    using V = typename L::V;
+    using Params = typename GradLanes<L, kAct>::Params;
+    const typename S::Stored* x;
+    const typename S::Stored* dy;
+    NchwGradParams<typename L::T> p;
+    V center;
+
+    GNCPU_INLINE Params params(int64_t r) const {
+        const bool act = kAct != GNCPU_ACT_NONE;
+        return {L::set1(p.weight[r]), act ? L::set1(p.scale[r]) : L::zero(),
+                act ? L::set1(p.shift[r]) : L::zero(), L::set1(p.rstd), L::set1(p.slope),
+                L::set1(p.offset)};
+    }
+    static GNCPU_INLINE Params mixed(int k, const Params& a, const Params& b) {
+        return {L::first_lanes(k, a.weight, b.weight), L::first_lanes(k, a.scale, b.scale),
+                L::first_lanes(k, a.shift, b.shift), a.rstd, a.slope, a.offset};
+    }
+    GNCPU_INLINE V at(int64_t i, const Params& q) const {
+        return GradLanes<L, kAct>::dx(L::sub(S::load(x + i), center), S::load(dy + i), q);
+    }
+    GNCPU_INLINE V at_partial(int64_t i, int64_t n, const Params& q) const {
+        return GradLanes<L, kAct>::dx(L::sub(load_partial<S>(x + i, n), center),
+                                      load_partial<S>(dy + i, n), q);
+    }
+};
+
 template <class S, bool kStream, int kAct>
 void nchw_grad_rows(const typename S::Stored* x, const typename S::Stored* dy,
                     typename S::Stored* dx, int64_t rows, int64_t row_len,
                     const NchwGradParams<typename S::Lanes::T>& params) {
-    using L = typename S::Lanes;
-    using Stored = typename S::Stored;
-    using V = typename L::V;
-    using G = GradLanes<L, kAct>;
-    using P = typename G::Params;
-    constexpr int64_t W = L::width;
-    constexpr uintptr_t kAlign = sizeof(Stored) * W;
-    const V center_v = L::set1(params.center);
-    const auto row_params = [&](int64_t r) {
-        const bool act = kAct != GNCPU_ACT_NONE;
-        return P{L::set1(params.weight[r]), act ? L::set1(params.scale[r]) : L::zero(),
-                 act ? L::set1(params.shift[r]) : L::zero(), L::set1(params.rstd),
-                 L::set1(params.slope), L::set1(params.offset)};
-    };
-    const auto value = [&](const V& xv, const V& dyv, const P& p) {
-        return G::dx(L::sub(xv, center_v), dyv, p);
-    };
-    if (row_len < W) {  // one row at a time, each with its own partial vector
-        for (int64_t r = 0; r < rows; ++r) {
-            const int64_t o = r * row_len;
-            store_partial<S>(dx + o, value(load_partial<S>(x + o, row_len),
-                                           load_partial<S>(dy + o, row_len), row_params(r)),
-                             row_len);
-        }
-        return;
-    }
-    const auto put = [](Stored* p, V v) {
-        if (kStream) S::stream(p, v); else S::store(p, v);
-    };
-    const int64_t total = rows * row_len;
-    int64_t i = 0, r = 0, row_end = row_len;
-    P p = row_params(0);
-    const uintptr_t misalign = reinterpret_cast<uintptr_t>(dx) % kAlign;
-    if (misalign != 0 && misalign % sizeof(Stored) == 0) {  // head < W <= row_len: in row 0
-        const int64_t head = static_cast<int64_t>((kAlign - misalign) / sizeof(Stored));
-        store_partial<S>(dx, value(load_partial<S>(x, head), load_partial<S>(dy, head), p), head);
-        i = head;
-    }
-    if (kStream && reinterpret_cast<uintptr_t>(dx + i) % kAlign != 0) {
-        nchw_grad_rows<S, false, kAct>(x, dy, dx, rows, row_len, params);
-        return;
-    }
-    while (i + W <= total) {
-        for (; i + 2 * W <= row_end; i += 2 * W) {
-            const V x0 = S::load(x + i), x1 = S::load(x + i + W);
-            const V y0 = S::load(dy + i), y1 = S::load(dy + i + W);
-            put(dx + i, value(x0, y0, p));
-            put(dx + i + W, value(x1, y1, p));
-        }
-        for (; i + W <= row_end; i += W) put(dx + i, value(S::load(x + i), S::load(dy + i), p));
-        if (row_end == total) break;
-        const P next = row_params(r + 1);
-        if (i < row_end && i + W <= total) {
-            const int k = static_cast<int>(row_end - i);
-            const P mixed{L::first_lanes(k, p.weight, next.weight), L::first_lanes(k, p.scale, next.scale),
-                          L::first_lanes(k, p.shift, next.shift), p.rstd, p.slope, p.offset};
-            put(dx + i, value(S::load(x + i), S::load(dy + i), mixed));
-            i += W;
-        }
-        ++r;
-        row_end += row_len;
-        p = next;
-    }
-    if (i < total) {  // fewer than W values left, all in the last row
-        store_partial<S>(dx + i, value(load_partial<S>(x + i, total - i),
-                                       load_partial<S>(dy + i, total - i), p),
-                         total - i);
-    }
-    if (kStream) fence_streams();
+    walk_rows<S, kStream>(dx, rows, row_len,
+                          GradRowsOp<S, kAct>{x, dy, params, S::Lanes::set1(params.center)});
 }
 
 // NHWC, first sweep: per channel of `rows` rows, the sums of dz,
-// dz * (x - center[c]) and x - center[c], walked in bands of rows as nhwc_channel_moments
-// (nhwc.inl), whose comments explain the bands and the float running sums.
+// dz * (x - center[c]) and x - center[c], walked by walk_channel_sums
+// (walk.inl; run_dz, run_dz_dev and run_dev are its float running sums).
+template <class S, int kAct>
+struct GradChannelSumsOp {
+    using L = typename S::Lanes;
+    using T = typename L::T;
+    using V = typename L::V;
+    struct Strip {
+        V center, scale, shift;
+    };
+    static constexpr int kSums = 3;  // dz, dz * dev, dev
+    const typename S::Stored* x;
+    const typename S::Stored* dy;
+    NhwcGradParams<T> p;
+    T* run[kSums];
+    GradSums* out;
+
+    GNCPU_INLINE Strip strip(int64_t c) const {  // (the parameters are padded past the last channel)
+        const bool act = kAct != GNCPU_ACT_NONE;
+        return {L::load(p.center + c), act ? L::load(p.scale + c) : L::zero(),
+                act ? L::load(p.shift + c) : L::zero()};
+    }
+    GNCPU_INLINE void add(V* acc, const Strip& k, int64_t at, int64_t width) const {
+        const bool full = width == L::width;
+        const V d = L::sub(full ? S::load(x + at) : load_partial<S>(x + at, width), k.center);
+        const V g = GradLanes<L, kAct>::dz(d, full ? S::load(dy + at) : load_partial<S>(dy + at, width),
+                                           k.scale, k.shift);
+        acc[0] = L::add(acc[0], g);
+        acc[1] = L::mul_add(g, d, acc[1]);
+        acc[2] = L::add(acc[2], d);
+    }
+    void flush(int64_t channels) const {
+        for (int64_t c = 0; c < channels; ++c) {
+            out[c].dz += static_cast<double>(run[0][c]);
+            out[c].dz_dev += static_cast<double>(run[1][c]);
+            out[c].dev += static_cast<double>(run[2][c]);
+            run[0][c] = T(0), run[1][c] = T(0), run[2][c] = T(0);
+        }
+    }
+};
+
 template <class S, int kAct>
 void nhwc_grad_channel_sums(const typename S::Stored* x, const typename S::Stored* dy,
                             int64_t rows, int64_t channels,
                             const NhwcGradParams<typename S::Lanes::T>& params, GradSums* out,
                             typename S::Lanes::T* run_dz, typename S::Lanes::T* run_dz_dev,
                             typename S::Lanes::T* run_dev) {
-    using L = typename S::Lanes;
-    using T = typename L::T;
-    using V = typename L::V;
-    using Stored = typename S::Stored;
-    using G = GradLanes<L, kAct>;
-    constexpr int64_t W = L::width;
-    constexpr int64_t kRowsPerPartial = 8;
-    constexpr int64_t kRowsPerFlush = 64;
-    static_assert(W <= kNhwcParamPad, "the running sums are padded for the widest vector");
-    const T* center = params.center;
-    const T* scale = params.scale;
-    const T* shift = params.shift;
-    const int64_t padded = (channels + W - 1) / W * W;
     for (int64_t c = 0; c < channels; ++c) out[c] = GradSums{0.0, 0.0, 0.0};
-    for (int64_t c = 0; c < padded; ++c) run_dz[c] = T(0), run_dz_dev[c] = T(0), run_dev[c] = T(0);
-    const int64_t full_strips_end = channels / (2 * W) * (2 * W);
-    const auto add_to = [](T* p, V v) { L::store(p, L::add(L::load(p), v)); };
-    const auto param = [](const T* p, int64_t c) {
-        return kAct == GNCPU_ACT_NONE ? L::zero() : L::load(p + c);
-    };
-    for (int64_t r0 = 0; r0 < rows; r0 += kRowsPerFlush) {
-        const int64_t r1 = r0 + kRowsPerFlush < rows ? r0 + kRowsPerFlush : rows;
-        for (int64_t s0 = r0; s0 < r1; s0 += kRowsPerPartial) {
-            const int64_t s1 = s0 + kRowsPerPartial < r1 ? s0 + kRowsPerPartial : r1;
-            int64_t c = 0;
-            for (; c < full_strips_end; c += 2 * W) {  // strips two vectors wide
-                const V k0 = L::load(center + c), k1 = L::load(center + c + W);
-                const V sc0 = param(scale, c), sc1 = param(scale, c + W);
-                const V sh0 = param(shift, c), sh1 = param(shift, c + W);
-                V s0v = L::zero(), s1v = L::zero(), p0 = L::zero(), p1 = L::zero();
-                V e0 = L::zero(), e1 = L::zero();
-                for (int64_t r = s0; r < s1; ++r) {
-                    const Stored* xr = x + r * channels + c;
-                    const Stored* yr = dy + r * channels + c;
-                    const V d0 = L::sub(S::load(xr), k0), d1 = L::sub(S::load(xr + W), k1);
-                    const V g0 = G::dz(d0, S::load(yr), sc0, sh0);
-                    const V g1 = G::dz(d1, S::load(yr + W), sc1, sh1);
-                    s0v = L::add(s0v, g0), s1v = L::add(s1v, g1);
-                    p0 = L::mul_add(g0, d0, p0), p1 = L::mul_add(g1, d1, p1);
-                    e0 = L::add(e0, d0), e1 = L::add(e1, d1);
-                }
-                add_to(run_dz + c, s0v), add_to(run_dz + c + W, s1v);
-                add_to(run_dz_dev + c, p0), add_to(run_dz_dev + c + W, p1);
-                add_to(run_dev + c, e0), add_to(run_dev + c + W, e1);
-            }
-            for (; c < channels; c += W) {  // strips one vector (or part of one) wide
-                const int64_t width = channels - c < W ? channels - c : W;
-                const V k = L::load(center + c), sc = param(scale, c), sh = param(shift, c);
-                V sv = L::zero(), pv = L::zero(), ev = L::zero();
-                for (int64_t r = s0; r < s1; ++r) {
-                    const Stored* xr = x + r * channels + c;
-                    const Stored* yr = dy + r * channels + c;
-                    const V d = L::sub(width == W ? S::load(xr) : load_partial<S>(xr, width), k);
-                    const V g = G::dz(d, width == W ? S::load(yr) : load_partial<S>(yr, width), sc, sh);
-                    sv = L::add(sv, g);
-                    pv = L::mul_add(g, d, pv);
-                    ev = L::add(ev, d);
-                }
-                add_to(run_dz + c, sv);  // (lanes past `channels` land in the padding)
-                add_to(run_dz_dev + c, pv);
-                add_to(run_dev + c, ev);
-            }
-        }
-        for (int64_t c = 0; c < channels; ++c) {
-            out[c].dz += static_cast<double>(run_dz[c]);
-            out[c].dz_dev += static_cast<double>(run_dz_dev[c]);
-            out[c].dev += static_cast<double>(run_dev[c]);
-            run_dz[c] = T(0);
-            run_dz_dev[c] = T(0);
-            run_dev[c] = T(0);
-        }
-    }
+    walk_channel_sums<S, 2>(rows, channels,
+                            GradChannelSumsOp<S, kAct>{x, dy, params, {run_dz, run_dz_dev, run_dev}, out});
 }
 
-// NHWC, second sweep: dx over rows * channels values walked as one run with
-// the channel index wrapping (as nhwc_normalize_run, nhwc.inl).
+// NHWC, second sweep: dx over rows * channels values, walked by
+// walk_channels (walk.inl) as the forward's normalisation is.
 template <class S, int kAct>
-inline typename S::Lanes::V nhwc_grad_lanes(typename S::Lanes::V xv, typename S::Lanes::V dyv,
-                                            const NhwcGradParams<typename S::Lanes::T>& p,
-                                            int64_t c) {
-    using L = typename S::Lanes;
-    using G = GradLanes<L, kAct>;
-    const bool act = kAct != GNCPU_ACT_NONE;
-    const typename G::Params lanes{L::load(p.weight + c), act ? L::load(p.scale + c) : L::zero(),
-                                   act ? L::load(p.shift + c) : L::zero(), L::load(p.rstd + c),
-                                   L::load(p.slope + c), L::load(p.offset + c)};
-    return G::dx(L::sub(xv, L::load(p.center + c)), dyv, lanes);
-}
-
-template <class S, int kAct, bool kStream>
-void nhwc_grad_run_from(const typename S::Stored* x, const typename S::Stored* dy,
-                        typename S::Stored* dx, int64_t e, int64_t total, int64_t c,
-                        int64_t channels, const NhwcGradParams<typename S::Lanes::T>& p) {
+struct GradChannelsOp {
     using L = typename S::Lanes;
     using V = typename L::V;
-    constexpr int64_t W = L::width;
-    const auto put = [](typename S::Stored* q, V v) {
-        if (kStream) S::stream(q, v); else S::store(q, v);
-    };
-    const auto next_channel = [channels](int64_t ch) {
-        ch += W;
-        while (ch >= channels) ch -= channels;
-        return ch;
-    };
-    // The parameters' pointers as locals: read through p, GCC reloads each
-    // from memory after every store to dx (it cannot rule out aliasing).
-    const NhwcGradParams<typename L::T> q = p;
-    for (; e + W <= total; e += W, c = next_channel(c))
-        put(dx + e, nhwc_grad_lanes<S, kAct>(S::load(x + e), S::load(dy + e), q, c));
-    if (e < total) {
-        store_partial<S>(dx + e, nhwc_grad_lanes<S, kAct>(load_partial<S>(x + e, total - e),
-                                                          load_partial<S>(dy + e, total - e), p, c),
-                         total - e);
+    const typename S::Stored* x;
+    const typename S::Stored* dy;
+    NhwcGradParams<typename L::T> p;
+
+    GNCPU_INLINE V lanes(V xv, V dyv, int64_t c) const {
+        const bool act = kAct != GNCPU_ACT_NONE;
+        const typename GradLanes<L, kAct>::Params q{
+            L::load(p.weight + c), act ? L::load(p.scale + c) : L::zero(),
+            act ? L::load(p.shift + c) : L::zero(), L::load(p.rstd + c), L::load(p.slope + c),
+            L::load(p.offset + c)};
+        return GradLanes<L, kAct>::dx(L::sub(xv, L::load(p.center + c)), dyv, q);
     }
-}
+    GNCPU_INLINE V at(int64_t e, int64_t c) const { return lanes(S::load(x + e), S::load(dy + e), c); }
+    GNCPU_INLINE V at_partial(int64_t e, int64_t n, int64_t c) const {
+        return lanes(load_partial<S>(x + e, n), load_partial<S>(dy + e, n), c);
+    }
+};
 
 template <class S, bool kStream, int kAct>
 void nhwc_grad_run(const typename S::Stored* x, const typename S::Stored* dy,
                    typename S::Stored* dx, int64_t rows, int64_t channels,
                    const NhwcGradParams<typename S::Lanes::T>& p) {
-    using L = typename S::Lanes;
-    using Stored = typename S::Stored;
-    constexpr int64_t W = L::width;
-    constexpr uintptr_t kAlign = sizeof(Stored) * W;
-    const int64_t total = rows * channels;
-    int64_t e = 0, c = 0;
-    const uintptr_t misalign = reinterpret_cast<uintptr_t>(dx) % kAlign;
-    if (misalign != 0 && misalign % sizeof(Stored) == 0) {  // a partial vector up to alignment
-        int64_t head = static_cast<int64_t>((kAlign - misalign) / sizeof(Stored));
-        if (head > total) head = total;
-        store_partial<S>(dx, nhwc_grad_lanes<S, kAct>(load_partial<S>(x, head),
-                                                      load_partial<S>(dy, head), p, 0),
-                         head);
-        e = head;
-        c = head % channels;
-    }
-    if (kStream && reinterpret_cast<uintptr_t>(dx + e) % kAlign == 0) {
-        nhwc_grad_run_from<S, kAct, true>(x, dy, dx, e, total, c, channels, p);
-        fence_streams();
-    } else {
-        nhwc_grad_run_from<S, kAct, false>(x, dy, dx, e, total, c, channels, p);
-    }
+    walk_channels<S, kStream>(dx, rows, channels, GradChannelsOp<S, kAct>{x, dy, p});
 }

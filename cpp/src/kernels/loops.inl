@@ -33,6 +33,7 @@
 #include "kernels/codecs.inl"
 #include "kernels/common.inl"
 #include "kernels/activations.inl"
+#include "kernels/walk.inl"
 #include "kernels/nchw.inl"
 #include "kernels/nhwc.inl"
 #include "kernels/exact.inl"

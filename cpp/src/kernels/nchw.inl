@@ -6,7 +6,7 @@
 // the center, not with its offset (a float32 E[x^2]-E[x]^2 is NaN-prone at mean
 // 1e4), as long as the center is close to the mean: see block_moments.
 template <class S>
-BlockMoments centered_moments(const typename S::Stored* x, int64_t n,
+GNCPU_INLINE BlockMoments centered_moments(const typename S::Stored* x, int64_t n,
                               typename S::Lanes::T center, double inv_count) {
     using L = typename S::Lanes;
     using V = typename L::V;
@@ -86,95 +86,36 @@ BlockMoments block_moments(const typename S::Stored* x, int64_t n) {
     return centered_moments<S>(x, n, static_cast<T>(first.mean), inv_count);
 }
 
-// Rows shorter than a vector: one row at a time, each with its own partial
-// vectors (a vector of the run below could cross several rows).
-template <class S, bool kStream, int kAct>
-void normalize_short_rows(const typename S::Stored* x, typename S::Stored* y, int64_t rows,
-                          int64_t row_len, typename S::Lanes::T center,
-                          const typename S::Lanes::T* scale, const typename S::Lanes::T* offset) {
+// y[r*row_len + i] = act((x[...] - center) * scale[r] + offset[r]), walked by
+// walk_rows (walk.inl).
+template <class S, int kAct>
+struct NormalizeRowsOp {
     using L = typename S::Lanes;
-    const typename L::V center_v = L::set1(center);
-    for (int64_t r = 0; r < rows; ++r) {
-        const typename L::V v = load_partial<S>(x + r * row_len, row_len);
-        store_partial<S>(y + r * row_len,
-                         normalize_lanes<L, kAct>(v, center_v, L::set1(scale[r]), L::set1(offset[r])),
-                         row_len);
-    }
-}
+    using V = typename L::V;
+    struct Params {
+        V scale, offset;
+    };
+    const typename S::Stored* x;
+    V center;
+    const typename L::T* scale;
+    const typename L::T* offset;
 
-// y[r*row_len + i] = act((x[...] - center) * scale[r] + offset[r]), walked as
-// one run of rows * row_len values: a vector that crosses from row r to r + 1
-// takes its first lanes' parameters from row r and the others' from r + 1
-// (rows are at least a vector long, so a vector crosses at most one end).
-// The run starts with a partial vector up to the first vector-aligned y, so
-// every other store is aligned whatever buffer the caller passed and however
-// long the rows: a misaligned 64-byte store splits a cache line every time (an
-// out= buffer from np.empty sits 16 bytes past a line), and per-row partial
-// vectors made rows of 64 values 3x slower.  kStream: non-temporal stores,
-// for outputs larger than the last-level cache.  Every lane does the same
-// arithmetic wherever the run is cut, so each value is the same either way.
+    GNCPU_INLINE Params params(int64_t r) const { return {L::set1(scale[r]), L::set1(offset[r])}; }
+    static GNCPU_INLINE Params mixed(int k, const Params& a, const Params& b) {
+        return {L::first_lanes(k, a.scale, b.scale), L::first_lanes(k, a.offset, b.offset)};
+    }
+    GNCPU_INLINE V at(int64_t i, const Params& p) const {
+        return normalize_lanes<L, kAct>(S::load(x + i), center, p.scale, p.offset);
+    }
+    GNCPU_INLINE V at_partial(int64_t i, int64_t n, const Params& p) const {
+        return normalize_lanes<L, kAct>(load_partial<S>(x + i, n), center, p.scale, p.offset);
+    }
+};
+
 template <class S, bool kStream, int kAct>
 void normalize_rows(const typename S::Stored* x, typename S::Stored* y, int64_t rows,
                     int64_t row_len, typename S::Lanes::T center,
                     const typename S::Lanes::T* scale, const typename S::Lanes::T* offset) {
-    using L = typename S::Lanes;
-    using Stored = typename S::Stored;
-    using V = typename L::V;
-    constexpr int64_t W = L::width;
-    constexpr uintptr_t kAlign = sizeof(Stored) * W;
-    if (row_len < W) {
-        normalize_short_rows<S, kStream, kAct>(x, y, rows, row_len, center, scale, offset);
-        return;
-    }
-    const auto put = [](Stored* p, V v) {
-        if (kStream) S::stream(p, v); else S::store(p, v);
-    };
-    const V center_v = L::set1(center);
-    const int64_t total = rows * row_len;
-    int64_t i = 0, r = 0, row_end = row_len;
-    V scale_v = L::set1(scale[0]), offset_v = L::set1(offset[0]);
-    const uintptr_t misalign = reinterpret_cast<uintptr_t>(y) % kAlign;
-    if (misalign != 0 && misalign % sizeof(Stored) == 0) {  // head < W <= row_len: in row 0
-        const int64_t head = static_cast<int64_t>((kAlign - misalign) / sizeof(Stored));
-        store_partial<S>(y, normalize_lanes<L, kAct>(load_partial<S>(x, head), center_v, scale_v,
-                                                     offset_v), head);
-        i = head;
-    }
-    if (kStream && reinterpret_cast<uintptr_t>(y + i) % kAlign != 0) {
-        // Not even element-aligned: plain stores (streaming needs alignment).
-        normalize_rows<S, false, kAct>(x, y, rows, row_len, center, scale, offset);
-        return;
-    }
-    while (i + W <= total) {
-        for (; i + 4 * W <= row_end; i += 4 * W) {
-            const V x0 = S::load(x + i), x1 = S::load(x + i + W);
-            const V x2 = S::load(x + i + 2 * W), x3 = S::load(x + i + 3 * W);
-            put(y + i, normalize_lanes<L, kAct>(x0, center_v, scale_v, offset_v));
-            put(y + i + W, normalize_lanes<L, kAct>(x1, center_v, scale_v, offset_v));
-            put(y + i + 2 * W, normalize_lanes<L, kAct>(x2, center_v, scale_v, offset_v));
-            put(y + i + 3 * W, normalize_lanes<L, kAct>(x3, center_v, scale_v, offset_v));
-        }
-        for (; i + W <= row_end; i += W)
-            put(y + i, normalize_lanes<L, kAct>(S::load(x + i), center_v, scale_v, offset_v));
-        if (row_end == total) break;
-        // The next row starts here or inside the next vector.
-        const V next_scale = L::set1(scale[r + 1]), next_offset = L::set1(offset[r + 1]);
-        if (i < row_end && i + W <= total) {
-            const int in_this_row = static_cast<int>(row_end - i);
-            put(y + i, normalize_lanes<L, kAct>(S::load(x + i), center_v,
-                                                L::first_lanes(in_this_row, scale_v, next_scale),
-                                                L::first_lanes(in_this_row, offset_v, next_offset)));
-            i += W;
-        }
-        ++r;
-        row_end += row_len;
-        scale_v = next_scale;
-        offset_v = next_offset;
-    }
-    if (i < total) {  // fewer than W values left, all in the last row
-        store_partial<S>(y + i, normalize_lanes<L, kAct>(load_partial<S>(x + i, total - i),
-                                                         center_v, scale_v, offset_v),
-                         total - i);
-    }
-    if (kStream) fence_streams();
+    walk_rows<S, kStream>(y, rows, row_len,
+                          NormalizeRowsOp<S, kAct>{x, S::Lanes::set1(center), scale, offset});
 }
