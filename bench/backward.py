@@ -35,10 +35,9 @@ import numpy as np
 import gncpu
 from gncpu import reference
 from gncpu._core import _parallel_copy, _parallel_xor
-from gncpu._measure import (Floor, floor_destination, format_seconds, measure_floor, plural,
-                            plural_counts, progress)
+from gncpu._measure import floor_destination, format_seconds, measure_floor, plural, plural_counts
 
-from harness import (add_common_arguments, machine_info, numpy_dtype, parse_shape, shape_title,
+from harness import (add_common_arguments, floor_note, machine_info, numpy_dtype, parse_shape,
                      sweep)
 from run import SUITE, numpy_like_empty_like, time_each
 
@@ -238,12 +237,10 @@ def format_rows(rows):
         lines.append(f"  {display_name(r['impl']):14s} {format_seconds(r['seconds'])} "
                      f"{r['x_floor']:7.2f}x {speed:>12s} {err:>9s}")
     for r in rows:
-        if r["impl"] in FLOORS and r["threads"] > 1 and r.get("solo_s") is not None and \
-                Floor(r["threads"], r["team_s"], r["solo_s"]).team_waited:
-            lines.append(f"  note: the 1-thread {display_name(r['impl'])} "
-                         f"({format_seconds(r['solo_s']).strip()}) beat the "
-                         f"{r['threads']}-thread one ({format_seconds(r['team_s']).strip()}): "
-                         "other work may be running on these cores")
+        note = r["impl"] in FLOORS and floor_note(display_name(r["impl"]), r["threads"],
+                                                   r.get("team_s"), r.get("solo_s"))
+        if note:
+            lines.append(note)
     return "\n".join(lines)
 
 

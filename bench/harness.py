@@ -12,7 +12,7 @@ import platform
 import numpy as np
 
 import gncpu
-from gncpu._measure import plural, progress
+from gncpu._measure import Floor, format_seconds, plural, progress
 
 from machine import cpu_name
 
@@ -103,3 +103,12 @@ def numpy_dtype(name):
         import ml_dtypes
         return np.dtype(ml_dtypes.bfloat16)
     return np.dtype(name)
+
+
+def floor_note(name, threads, team_s, solo_s, is_floor=False):
+    """A note when the 1-thread floor `name` beat the `threads`-thread one, else None."""
+    if threads <= 1 or solo_s is None or not Floor(threads, team_s, solo_s).team_waited:
+        return None
+    return (f"  note: the 1-thread {name} ({format_seconds(solo_s).strip()}) beat the "
+            f"{threads}-thread one ({format_seconds(team_s).strip()})"
+            f"{' and is the floor' if is_floor else ''}: other work may be running on these cores")

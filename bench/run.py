@@ -25,7 +25,6 @@ import dataclasses
 import json
 import math
 import os
-import sys
 import time
 
 import numpy as np
@@ -33,11 +32,10 @@ import numpy as np
 import gncpu
 from gncpu import reference
 from gncpu._core import _parallel_copy
-from gncpu._measure import (Floor, floor_destination, format_seconds, measure_floor, plural,
-                            plural_counts, progress)
+from gncpu._measure import floor_destination, format_seconds, measure_floor, plural, plural_counts
 
 import peers  # bench/ is on sys.path when this file is run as a script
-from harness import (add_common_arguments, machine_info, numpy_dtype, parse_shape, shape_title,
+from harness import (add_common_arguments, floor_note, machine_info, numpy_dtype, parse_shape,
                      sweep)
 from plots import plot
 from busy import busy_rows
@@ -267,12 +265,10 @@ def format_rows(rows):
         lines.append(f"  {display_name(r['impl']):18s} {format_seconds(r['seconds'])} "
                      f"{r['gb_per_s']:7.1f} {r['x_copy']:6.2f}x {speed:>12s} {err:>10s}")
     for r in rows:
-        if r["impl"] == "copy" and r["threads"] > 1 and r.get("copy_solo_s") is not None and \
-                Floor(r["threads"], r["copy_team_s"], r["copy_solo_s"]).team_waited:
-            lines.append(f"  note: the 1-thread copy ({format_seconds(r['copy_solo_s']).strip()})"
-                         f" beat the {r['threads']}-thread one "
-                         f"({format_seconds(r['copy_team_s']).strip()}) and is the floor: "
-                         "other work may be running on these cores")
+        note = r["impl"] == "copy" and floor_note("copy", r["threads"], r.get("copy_team_s"),
+                                                   r.get("copy_solo_s"), is_floor=True)
+        if note:
+            lines.append(note)
     return "\n".join(lines)
 
 

@@ -289,9 +289,10 @@ def test_bench_tables_name_things_plainly(bench):
     assert "note:" not in text
     for name in ("x copy", "gncpu faster", "gncpu out=numpy", "gncpu out=aligned", "GB/s"):
         assert name in run.LEGEND
-    assert run.shape_title("SD U-Net 64", (1, 320, 64, 64), 32, 1) == \
+    import harness
+    assert harness.shape_title("SD U-Net 64", (1, 320, 64, 64), 32, 1) == \
         "SD U-Net 64: 1x320x64x64, G=32, 1 thread"
-    assert run.shape_title("1x32x8x8", (1, 32, 8, 8), 32, 2) == "1x32x8x8, G=32, 2 threads"
+    assert harness.shape_title("1x32x8x8", (1, 32, 8, 8), 32, 2) == "1x32x8x8, G=32, 2 threads"
     # --only takes the names the tables show, or the JSON's
     assert run.internal_name("gncpu out=aligned") == "gncpu out=64"
     assert run.internal_name("gncpu out=64") == "gncpu out=64"

@@ -48,7 +48,7 @@ struct GradAccumulator {
 // ~1e-13 (float64) of the result.
 template <class C>
 inline bool wants_residual(double mean, double rstd) {
-    return fabs(mean) * rstd > (sizeof(C) == 4 ? 3.0 : 1e3);
+    return fabs(mean) * rstd > (kFloatLanes<C> ? 3.0 : 1e3);
 }
 
 // sum (x - center) over x[r * row_stride + i], r < rows, i < len, in double:
@@ -183,7 +183,7 @@ inline bool fits_float(double v) { return v == 0.0 || in_float_lanes(fabs(v)); }
 template <class C>
 bool float_grad_unreliable(double rstd_g, const C* weight, int64_t c0, int64_t count,
                            const GradAccumulator* acc, const GroupGrad& grad) {
-    if (sizeof(C) != 4) return false;
+    if (!kFloatLanes<C>) return false;
     if (!fits_float(rstd_g) || !fits_float(grad.slope) || !fits_float(grad.offset)) return true;
     for (int64_t i = 0; i < count; ++i) {
         if (!(fabs(acc[i].dz) <= kFloatLaneMax && fabs(acc[i].dz_dev) <= kFloatLaneMax)) return true;

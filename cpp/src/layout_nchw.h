@@ -97,13 +97,13 @@ struct NchwLayout : Tensors<Stored, C>, NchwGroups {
         // Each checked on its own: after a failed allocation every array is
         // still as large as it says.
         grow(w.scale, n), grow(w.offset, n);
-        if (sizeof(C) == 4) grow(w.exact_scale, n), grow(w.exact_offset, n);
+        if (kFloatLanes<C>) grow(w.exact_scale, n), grow(w.exact_offset, n);
     }
 
     void block_partials(Worker&, int64_t group, int64_t block, BlockMoments* out) const {
         const Stored* x = this->x + group * group_size + block * block_len;
         *out = kernels.block_moments(x, block_count(block));
-        if (sizeof(C) == 4 && float_moments_unreliable(*out, block_count(block), this->eps))
+        if (kFloatLanes<C> && float_moments_unreliable(*out, block_count(block), this->eps))
             *out = kernels.exact_block_moments(x, block_count(block));
     }
 
@@ -113,7 +113,7 @@ struct NchwLayout : Tensors<Stored, C>, NchwGroups {
 
     void begin_item(Worker& w, int64_t group, const MomentsAccumulator* acc, bool owner) const {
         w.stats = acc[0].finish(this->eps);
-        if constexpr (sizeof(C) == 8) {  // float64 input: its own range limits (moments.h)
+        if constexpr (!kFloatLanes<C>) {  // float64 input: its own range limits (moments.h)
             if (double_moments_unreliable(w.stats, group_size, this->eps))
                 w.stats = scaled_stats(this->x + group * group_size, 1, group_size, 0, this->eps,
                                        w.stats);
@@ -124,7 +124,7 @@ struct NchwLayout : Tensors<Stored, C>, NchwGroups {
 
     void prepare(Worker& w, int64_t group, const GroupStats* stats) const {
         const int64_t c0 = first_channel(group);
-        w.exact = sizeof(C) == 4 &&
+        w.exact = kFloatLanes<C> &&
                   float_normalize_unreliable(stats[0], this->weight, c0, channels_per_group);
         if (w.exact) {
             w.exact_center = stats[0].mean;

@@ -57,7 +57,7 @@ struct NchwGradLayout : GradTensors<Stored, C>, NchwGroups {
     void reserve(Worker& w) const {
         const size_t n = static_cast<size_t>(channels_per_group);
         grow(w.weight, n), grow(w.scale, n), grow(w.shift, n);
-        if (sizeof(C) == 4) w.exact_channels.reserve(n);
+        if (kFloatLanes<C>) w.exact_channels.reserve(n);
         w.params_of = -1;  // (the scratch outlives the call)
     }
 
@@ -79,7 +79,7 @@ struct NchwGradLayout : GradTensors<Stored, C>, NchwGroups {
     // (its blocks, its kernel, Chan's combination in block order).
     double residual_of(int64_t group) const {
         const Stored* x = this->x + group * group_size;
-        if constexpr (sizeof(C) == 8) {  // float64: a mean of x would round as the given one
+        if constexpr (!kFloatLanes<C>) {  // float64: a mean of x would round as the given one
             return deviation_sum(x, group_size, 1, 1, static_cast<double>(this->mean[group])) /
                    static_cast<double>(group_size);
         }
@@ -88,7 +88,7 @@ struct NchwGradLayout : GradTensors<Stored, C>, NchwGroups {
         for (int64_t at = 0; at < group_size; at += block) {
             const int64_t count = group_size - at < block ? group_size - at : block;
             BlockMoments m = moments.block_moments(x + at, count);
-            if (sizeof(C) == 4 && float_moments_unreliable(m, count, 0.0))
+            if (kFloatLanes<C> && float_moments_unreliable(m, count, 0.0))
                 m = moments.exact_block_moments(x + at, count);
             acc.add(m, count);
         }

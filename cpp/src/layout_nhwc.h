@@ -104,7 +104,7 @@ struct NhwcLayout : Tensors<Stored, C>, NhwcBlocks {
         grow(w.center, n), grow(w.example_center, padded), grow(w.scale, padded);
         grow(w.offset, padded), grow(w.run_dev, padded), grow(w.run_sq, padded);
         grow(w.mean, n), grow(w.m2, n), grow(w.stats, static_cast<size_t>(groups));
-        if (sizeof(C) == 4) grow(w.exact_center, n), grow(w.exact_scale, n), grow(w.exact_offset, n);
+        if (kFloatLanes<C>) grow(w.exact_center, n), grow(w.exact_scale, n), grow(w.exact_offset, n);
     }
 
     void block_partials(Worker& w, int64_t example, int64_t block, BlockMoments* out) const {
@@ -113,7 +113,7 @@ struct NhwcLayout : Tensors<Stored, C>, NhwcBlocks {
         measure_channels(kernels, x, rows, channels, w.center.data(), w.mean.data(), w.m2.data(),
                          w.run_dev.data(), w.run_sq.data());
         group_moments_from_channels(w, rows, out);
-        if (sizeof(C) != 4) return;
+        if (!kFloatLanes<C>) return;
         for (int64_t g = 0; g < groups; ++g) {
             if (float_moments_unreliable(out[g], block_count(block), this->eps)) {
                 kernels.exact_channel_moments(x, rows, channels, w.mean.data(), w.m2.data());
@@ -148,7 +148,7 @@ struct NhwcLayout : Tensors<Stored, C>, NhwcBlocks {
     void begin_item(Worker& w, int64_t example, const MomentsAccumulator* acc, bool owner) const {
         for (int64_t g = 0; g < groups; ++g) {
             w.stats[g] = acc[g].finish(this->eps);
-            if constexpr (sizeof(C) == 8) {  // float64 input: its own range limits (moments.h)
+            if constexpr (!kFloatLanes<C>) {  // float64 input: its own range limits (moments.h)
                 if (double_moments_unreliable(w.stats[g], spatial * channels_per_group, this->eps)) {
                     w.stats[g] = scaled_stats(
                         this->x + example * spatial * channels + g * channels_per_group, spatial,
@@ -163,7 +163,7 @@ struct NhwcLayout : Tensors<Stored, C>, NhwcBlocks {
     // Per-channel center, scale and offset, wrapped around past the last channel.
     void prepare(Worker& w, int64_t, const GroupStats* stats) const {
         w.exact = false;
-        for (int64_t g = 0; sizeof(C) == 4 && g < groups; ++g) {
+        for (int64_t g = 0; kFloatLanes<C> && g < groups; ++g) {
             w.exact = w.exact || float_normalize_unreliable(stats[g], this->weight,
                                                             g * channels_per_group,
                                                             channels_per_group);

@@ -57,7 +57,7 @@ struct NhwcGradLayout : GradTensors<Stored, C>, NhwcBlocks {
         grow(w.residual, static_cast<size_t>(groups));
         grow(w.m_center, padded), grow(w.m_run_dev, padded), grow(w.m_run_sq, padded);
         grow(w.m_mean, padded), grow(w.m_m2, padded), grow(w.m_sum, padded);
-        if (sizeof(C) == 4) w.exact_channels.reserve(static_cast<size_t>(channels));
+        if (kFloatLanes<C>) w.exact_channels.reserve(static_cast<size_t>(channels));
         w.params_of = -1;  // (the scratch outlives the call)
     }
 
@@ -70,7 +70,7 @@ struct NhwcGradLayout : GradTensors<Stored, C>, NhwcBlocks {
     // rows (about the means again when a center was poor; in double when
     // float lanes cannot hold the block), averaged in block order.
     void measure_residuals(Worker& w, int64_t example) const {
-        if constexpr (sizeof(C) == 8) {  // float64: a mean of x would round as the given one
+        if constexpr (!kFloatLanes<C>) {  // float64: a mean of x would round as the given one
             const double values = static_cast<double>(spatial * channels_per_group);
             for (int64_t g = 0; g < groups; ++g) {
                 if (w.residual[g] == 0.0) continue;
@@ -88,7 +88,7 @@ struct NhwcGradLayout : GradTensors<Stored, C>, NhwcBlocks {
             measure_channels(moments, x, rows, channels, w.m_center.data(), w.m_mean.data(),
                              w.m_m2.data(), w.m_run_dev.data(), w.m_run_sq.data());
             bool unreliable = false;
-            for (int64_t c = 0; sizeof(C) == 4 && c < channels && !unreliable; ++c)
+            for (int64_t c = 0; kFloatLanes<C> && c < channels && !unreliable; ++c)
                 unreliable = float_moments_unreliable(BlockMoments{w.m_mean[c], w.m_m2[c]}, rows, 0.0);
             if (unreliable) moments.exact_channel_moments(x, rows, channels, w.m_mean.data(), w.m_m2.data());
             for (int64_t c = 0; c < channels; ++c) w.m_sum[c] += w.m_mean[c] * static_cast<double>(rows);
@@ -143,7 +143,7 @@ struct NhwcGradLayout : GradTensors<Stored, C>, NhwcBlocks {
         prepare_channels(w, example);
         const double values = static_cast<double>(channels_per_group * spatial);
         w.exact = false;
-        for (int64_t g = 0; g < groups && sizeof(C) == 4 && !w.exact; ++g) {
+        for (int64_t g = 0; g < groups && kFloatLanes<C> && !w.exact; ++g) {
             const int64_t c0 = g * channels_per_group;
             const double rstd_g = static_cast<double>(this->rstd[example * groups + g]);
             w.exact = float_grad_unreliable(

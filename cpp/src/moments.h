@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include <limits>
+#include <type_traits>
 
 #include "kernel_table.h"
 
@@ -111,6 +112,12 @@ GroupStats scaled_stats(const T* x, int64_t rows, int64_t len, int64_t row_strid
     const double k = isinf(eps_u) ? ldexp(1.0 / sqrt(eps), spread) : 1.0 / sqrt(sum_sq / n + eps_u);
     return GroupStats{ldexp(mean, e0), ldexp(k, -spread), ldexp(sum_sq, 2 * spread)};
 }
+
+// Whether a dtype is computed in float lanes (float32, and the 16-bit dtypes
+// widened to float), whose range the exact path in double backs up; float64
+// is computed in double throughout, with its own range limits.
+template <class C>
+constexpr bool kFloatLanes = std::is_same<C, float>::value;
 
 // The magnitudes float lanes are trusted with, in both directions: inside
 // [kFloatLaneMin, kFloatLaneMax], a product of two (or a sum of ~1e8 such
