@@ -12,7 +12,9 @@ import sys
 from pathlib import Path
 
 LIST = Path(__file__).resolve().parent / "src" / "isa_list.h"
-ENTRY = re.compile(r'X\(\s*(\w+),\s*(\w+),\s*(\w+),\s*"([^"]*)",\s*"([^"]*)"\s*\)')
+# X(ID, name, architecture, "gnu flags", "MSVC flags", needs(...)): the last
+# column is for cpu_features.cpp only.
+ENTRY = re.compile(r'X\(\s*(\w+),\s*(\w+),\s*(\w+),\s*"([^"]*)",\s*"([^"]*)",\s*\w+(?:\([^()]*\))?\s*\)')
 ARCHITECTURES = {"x86_64": "x86_64", "amd64": "x86_64", "x64": "x86_64",
                  "aarch64": "aarch64", "arm64": "aarch64"}
 
@@ -20,6 +22,7 @@ ARCHITECTURES = {"x86_64": "x86_64", "amd64": "x86_64", "x64": "x86_64",
 def _entries():
     """(ID, name, architecture, gnu flags, MSVC flags) of each GNCPU_ISA_LIST entry."""
     text = re.sub(r"\\\n", " ", LIST.read_text())  # join continued lines
+    text = re.sub(r"/\*.*?\*/", " ", text)
     body = re.search(r"#define GNCPU_ISA_LIST\(X\)(.*)", text).group(1)
     return ENTRY.findall(body)
 

@@ -21,29 +21,66 @@
 namespace gncpu {
 namespace {
 
-#if defined(GNCPU_X86)
-// CPUID.(EAX=1):ECX
-constexpr uint32_t kLeaf1EcxFma = 1u << 12;
-constexpr uint32_t kLeaf1EcxOsxsave = 1u << 27;
-constexpr uint32_t kLeaf1EcxAvx = 1u << 28;
-constexpr uint32_t kLeaf1EcxF16c = 1u << 29;
+// What an entry of GNCPU_ISA_LIST needs of the CPU: all of these CPUID bits,
+// and the OS saving all of these register states (XCR0).
+struct IsaNeeds {
+    bool any_cpu;  // every CPU of its architecture
+    uint32_t leaf1_ecx, leaf7_ebx, leaf7_ecx, leaf7_edx, leaf7_1_eax;
+    uint64_t xcr0;
+};
+#define GNCPU_ANY_CPU (IsaNeeds{true, 0, 0, 0, 0, 0, 0})
+#define GNCPU_CPUID(leaf1_ecx, leaf7_ebx, leaf7_ecx, leaf7_edx, leaf7_1_eax, xcr0) \
+    (IsaNeeds{false, leaf1_ecx, leaf7_ebx, leaf7_ecx, leaf7_edx, leaf7_1_eax, xcr0})
+
+// The names the list uses.  CPUID.(EAX=1):ECX
+constexpr uint32_t FMA = 1u << 12;
+constexpr uint32_t OSXSAVE = 1u << 27;
+constexpr uint32_t AVX = 1u << 28;
+constexpr uint32_t F16C = 1u << 29;
 // CPUID.(EAX=7,ECX=0):EBX
-constexpr uint32_t kLeaf7EbxAvx2 = 1u << 5;
-constexpr uint32_t kLeaf7EbxAvx512F = 1u << 16;
-constexpr uint32_t kLeaf7EbxAvx512Dq = 1u << 17;
-constexpr uint32_t kLeaf7EbxAvx512Bw = 1u << 30;
-constexpr uint32_t kLeaf7EbxAvx512Vl = 1u << 31;
+constexpr uint32_t AVX2 = 1u << 5;
+constexpr uint32_t AVX512F = 1u << 16;
+constexpr uint32_t AVX512DQ = 1u << 17;
+constexpr uint32_t AVX512BW = 1u << 30;
+constexpr uint32_t AVX512VL = 1u << 31;
 // CPUID.(EAX=7,ECX=1):EAX (subleaf 1 exists when CPUID.(EAX=7,ECX=0):EAX >= 1)
-constexpr uint32_t kLeaf7Sub1EaxAvx512Bf16 = 1u << 5;
+constexpr uint32_t AVX512_BF16 = 1u << 5;
 // XCR0: which register states the OS saves.
 constexpr uint64_t kXcr0Sse = 1u << 1;
 constexpr uint64_t kXcr0Ymm = 1u << 2;
 constexpr uint64_t kXcr0Opmask = 1u << 5;
 constexpr uint64_t kXcr0ZmmHi256 = 1u << 6;
 constexpr uint64_t kXcr0Hi16Zmm = 1u << 7;
-constexpr uint64_t kXcr0AvxState = kXcr0Sse | kXcr0Ymm;
-constexpr uint64_t kXcr0Avx512State = kXcr0AvxState | kXcr0Opmask | kXcr0ZmmHi256 | kXcr0Hi16Zmm;
+constexpr uint64_t AVX_STATE = kXcr0Sse | kXcr0Ymm;
+constexpr uint64_t AVX512_STATE = AVX_STATE | kXcr0Opmask | kXcr0ZmmHi256 | kXcr0Hi16Zmm;
 
+// Whether this build's architecture is an entry's.
+#if defined(GNCPU_X86)
+constexpr bool kArch_x86_64 = true;
+#else
+constexpr bool kArch_x86_64 = false;
+#endif
+#if defined(__aarch64__) || defined(_M_ARM64)
+constexpr bool kArch_aarch64 = true;
+#else
+constexpr bool kArch_aarch64 = false;
+#endif
+constexpr bool kArch_any = true;
+
+// What the CPU and OS offer, in the registers IsaNeeds names.
+struct CpuOffers {
+    uint32_t leaf1_ecx = 0, leaf7_ebx = 0, leaf7_ecx = 0, leaf7_edx = 0, leaf7_1_eax = 0;
+    uint64_t xcr0 = 0;
+
+    bool meets(const IsaNeeds& n) const {
+        return n.any_cpu ||
+               ((leaf1_ecx & n.leaf1_ecx) == n.leaf1_ecx && (leaf7_ebx & n.leaf7_ebx) == n.leaf7_ebx &&
+                (leaf7_ecx & n.leaf7_ecx) == n.leaf7_ecx && (leaf7_edx & n.leaf7_edx) == n.leaf7_edx &&
+                (leaf7_1_eax & n.leaf7_1_eax) == n.leaf7_1_eax && (xcr0 & n.xcr0) == n.xcr0);
+    }
+};
+
+#if defined(GNCPU_X86)
 struct CpuidRegs {
     uint32_t eax, ebx, ecx, edx;
 };
@@ -73,45 +110,35 @@ uint64_t read_xcr0() {
 #endif
 }
 
-// Each flag's conditions: avx2 = AVX2 + FMA + F16C with the OS saving YMM
-// state; avx512 = avx2 + AVX-512 F/BW/DQ/VL with the OS saving ZMM state;
-// avx512bf16 = avx512 + AVX512_BF16 (vcvtneps2bf16).
-CpuFeatures detect() {
-    CpuFeatures f;
-    f.scalar = true;  // the portable kernel runs anywhere
+CpuOffers offers() {
+    CpuOffers o;
     const uint32_t max_leaf = cpuid(0, 0).eax;
-    if (max_leaf < 1) return f;
-    const CpuidRegs leaf1 = cpuid(1, 0);
-    if (!(leaf1.ecx & kLeaf1EcxOsxsave)) return f;
-    const uint64_t xcr0 = read_xcr0();
-    const bool os_avx = (xcr0 & kXcr0AvxState) == kXcr0AvxState;
-    const bool os_avx512 = (xcr0 & kXcr0Avx512State) == kXcr0Avx512State;
-    const CpuidRegs leaf7 = max_leaf >= 7 ? cpuid(7, 0) : CpuidRegs{};
-    const uint32_t leaf7_ebx = leaf7.ebx;
-    const uint32_t leaf7_sub1_eax = max_leaf >= 7 && leaf7.eax >= 1 ? cpuid(7, 1).eax : 0;
-
-    const uint32_t avx_bundle = kLeaf1EcxAvx | kLeaf1EcxFma | kLeaf1EcxF16c;
-    f.avx2 = os_avx && (leaf1.ecx & avx_bundle) == avx_bundle && (leaf7_ebx & kLeaf7EbxAvx2);
-    const uint32_t avx512_bundle = kLeaf7EbxAvx512F | kLeaf7EbxAvx512Dq | kLeaf7EbxAvx512Bw |
-                                   kLeaf7EbxAvx512Vl;
-    f.avx512 = f.avx2 && os_avx512 && (leaf7_ebx & avx512_bundle) == avx512_bundle;
-    f.avx512bf16 = f.avx512 && (leaf7_sub1_eax & kLeaf7Sub1EaxAvx512Bf16);
-    return f;
-}
-#elif defined(__aarch64__) || defined(_M_ARM64)
-CpuFeatures detect() {
-    CpuFeatures f;
-    f.scalar = true;
-    f.neon = true;  // Advanced SIMD, mandatory in ARMv8-A
-    return f;
+    if (max_leaf < 1) return o;
+    o.leaf1_ecx = cpuid(1, 0).ecx;
+    // The OS's register states: xgetbv faults unless CPUID says OSXSAVE.
+    if (o.leaf1_ecx & OSXSAVE) o.xcr0 = read_xcr0();
+    if (max_leaf >= 7) {
+        const CpuidRegs leaf7 = cpuid(7, 0);
+        o.leaf7_ebx = leaf7.ebx, o.leaf7_ecx = leaf7.ecx, o.leaf7_edx = leaf7.edx;
+        if (leaf7.eax >= 1) o.leaf7_1_eax = cpuid(7, 1).eax;
+    }
+    return o;
 }
 #else
+CpuOffers offers() { return CpuOffers{}; }  // no CPUID: only GNCPU_ANY_CPU entries
+#endif
+
+// Each flag: the entry's architecture is this build's and the CPU meets its
+// needs (both read from GNCPU_ISA_LIST).
 CpuFeatures detect() {
+    const CpuOffers o = offers();
     CpuFeatures f;
-    f.scalar = true;
+#define GNCPU_ISA_DETECT(id, name, arch, gnu_flags, msvc_flags, needs) \
+    f.name = kArch_##arch && o.meets(needs);
+    GNCPU_ISA_LIST(GNCPU_ISA_DETECT)
+#undef GNCPU_ISA_DETECT
     return f;
 }
-#endif
 
 }  // namespace
 

@@ -11,7 +11,7 @@ namespace gncpu {
 // One flag per entry of GNCPU_ISA_LIST, named as the ISA: whether this CPU
 // and its OS run that kernel (set by detect() in cpu_features.cpp).
 struct CpuFeatures {
-#define GNCPU_ISA_FLAG(id, name, arch, gnu_flags, msvc_flags) bool name = false;
+#define GNCPU_ISA_FLAG(id, name, arch, gnu_flags, msvc_flags, needs) bool name = false;
     GNCPU_ISA_LIST(GNCPU_ISA_FLAG)
 #undef GNCPU_ISA_FLAG
 };

@@ -11,7 +11,7 @@ namespace {
 
 // Positions in GNCPU_ISA_LIST.
 enum IsaIndex : int {
-#define GNCPU_ISA_INDEX(id, name, arch, gnu_flags, msvc_flags) kIsa##id,
+#define GNCPU_ISA_INDEX(id, name, arch, gnu_flags, msvc_flags, needs) kIsa##id,
     GNCPU_ISA_LIST(GNCPU_ISA_INDEX)
 #undef GNCPU_ISA_INDEX
     kIsaCount
@@ -27,7 +27,7 @@ enum IsaIndex : int {
 #define GNCPU_TABLE_IF(compiled, name) GNCPU_TABLE_IF_(compiled, name)
 const KernelTable* compiled_table(int isa) {
     switch (isa) {
-#define GNCPU_ISA_TABLE(id, name, arch, gnu_flags, msvc_flags) \
+#define GNCPU_ISA_TABLE(id, name, arch, gnu_flags, msvc_flags, needs) \
     case kIsa##id: return GNCPU_TABLE_IF(GNCPU_HAVE_##id, name);
         GNCPU_ISA_LIST(GNCPU_ISA_TABLE)
 #undef GNCPU_ISA_TABLE
@@ -38,7 +38,7 @@ const KernelTable* compiled_table(int isa) {
 bool cpu_runs(int isa) {
     const CpuFeatures& f = cpu_features();
     switch (isa) {
-#define GNCPU_ISA_RUNS(id, name, arch, gnu_flags, msvc_flags) \
+#define GNCPU_ISA_RUNS(id, name, arch, gnu_flags, msvc_flags, needs) \
     case kIsa##id: return f.name;
         GNCPU_ISA_LIST(GNCPU_ISA_RUNS)
 #undef GNCPU_ISA_RUNS
@@ -104,7 +104,7 @@ int gncpu_isa_count(void) { return gncpu::kIsaCount; }
 
 const char* gncpu_isa_name(int isa) {
     switch (isa) {
-#define GNCPU_ISA_NAME(id, name, arch, gnu_flags, msvc_flags) \
+#define GNCPU_ISA_NAME(id, name, arch, gnu_flags, msvc_flags, needs) \
     case gncpu::kIsa##id: return #name;
         GNCPU_ISA_LIST(GNCPU_ISA_NAME)
 #undef GNCPU_ISA_NAME

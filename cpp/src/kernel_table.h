@@ -186,7 +186,7 @@ struct KernelTable {
 
 // One per ISA compiled in; constant-initialised, so looking one up runs no
 // code compiled for an ISA the CPU may lack.
-#define GNCPU_DECLARE_TABLE(id, name, arch, gnu_flags, msvc_flags) \
+#define GNCPU_DECLARE_TABLE(id, name, arch, gnu_flags, msvc_flags, needs) \
     extern const KernelTable kernel_table_##name;
 GNCPU_ISA_LIST(GNCPU_DECLARE_TABLE)
 #undef GNCPU_DECLARE_TABLE
