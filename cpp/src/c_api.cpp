@@ -71,8 +71,14 @@ gncpu_status validate(const gncpu_problem* p) {
     const gncpu_status values = validate_values(p);
     if (values != GNCPU_OK) return values;
     if (!(p->eps >= 0.0) || isinf(p->eps)) return GNCPU_ERR_BAD_EPS;
+    const bool given = p->given_mean != nullptr || p->given_rstd != nullptr;
+    if (given && (p->given_mean == nullptr || p->given_rstd == nullptr ||
+                  p->moments_mean != nullptr || p->moments_m2 != nullptr))
+        return GNCPU_ERR_BAD_STATS;
     if (p->batch * p->channels * p->spatial == 0) return GNCPU_OK;
-    if (p->x == nullptr || p->y == nullptr) return GNCPU_ERR_NULL_POINTER;
+    // y may be NULL only to measure statistics.
+    const bool measures = p->mean || p->rstd || p->moments_mean || p->moments_m2;
+    if (p->x == nullptr || (p->y == nullptr && (given || !measures))) return GNCPU_ERR_NULL_POINTER;
     const size_t bytes = static_cast<size_t>(p->batch * p->channels * p->spatial) * dtype_size(p->dtype);
     if (p->x != p->y && overlaps(p->x, bytes, p->y, bytes)) return GNCPU_ERR_OVERLAP;
     return GNCPU_OK;
@@ -108,6 +114,7 @@ gncpu_status validate(const gncpu_backward_problem* p) {
 template <class C>
 struct PrivateBuffers {
     std::vector<C> weight, bias, mean, rstd;
+    std::vector<double> given_mean, given_rstd, moments_mean, moments_m2;
 
     // Redirects p's pointers where needed; may throw std::bad_alloc.
     void redirect(gncpu_problem& p, size_t value_bytes) {
@@ -129,9 +136,25 @@ struct PrivateBuffers {
             stats_alias |= p.mean && overlaps(p.mean, stats_bytes, inputs[i], input_bytes[i]);
             stats_alias |= p.rstd && overlaps(p.rstd, stats_bytes, inputs[i], input_bytes[i]);
         }
+        const size_t groups = static_cast<size_t>(p.batch * p.num_groups);
+        const size_t moments_bytes = groups * sizeof(double);
+        for (int i = 0; i < 4; ++i) {
+            stats_alias |= p.moments_mean && overlaps(p.moments_mean, moments_bytes, inputs[i], input_bytes[i]);
+            stats_alias |= p.moments_m2 && overlaps(p.moments_m2, moments_bytes, inputs[i], input_bytes[i]);
+        }
         if (stats_alias) {
-            if (p.mean) mean.resize(static_cast<size_t>(p.batch * p.num_groups)), p.mean = mean.data();
-            if (p.rstd) rstd.resize(static_cast<size_t>(p.batch * p.num_groups)), p.rstd = rstd.data();
+            if (p.mean) mean.resize(groups), p.mean = mean.data();
+            if (p.rstd) rstd.resize(groups), p.rstd = rstd.data();
+            if (p.moments_mean) moments_mean.resize(groups), p.moments_mean = moments_mean.data();
+            if (p.moments_m2) moments_m2.resize(groups), p.moments_m2 = moments_m2.data();
+        }
+        if (p.given_mean && overlaps(p.given_mean, moments_bytes, p.y, y_bytes)) {
+            given_mean.assign(p.given_mean, p.given_mean + groups);
+            p.given_mean = given_mean.data();
+        }
+        if (p.given_rstd && overlaps(p.given_rstd, moments_bytes, p.y, y_bytes)) {
+            given_rstd.assign(p.given_rstd, p.given_rstd + groups);
+            p.given_rstd = given_rstd.data();
         }
     }
 
@@ -139,15 +162,22 @@ struct PrivateBuffers {
     void deliver(const gncpu_problem& caller) const {
         if (!mean.empty()) memcpy(caller.mean, mean.data(), mean.size() * sizeof(C));
         if (!rstd.empty()) memcpy(caller.rstd, rstd.data(), rstd.size() * sizeof(C));
+        const size_t bytes = moments_mean.size() * sizeof(double);
+        if (!moments_mean.empty()) memcpy(caller.moments_mean, moments_mean.data(), bytes);
+        if (!moments_m2.empty()) memcpy(caller.moments_m2, moments_m2.data(), bytes);
     }
 };
 
 // Statistics of empty groups are undefined: NaN, as 0/0 would give.
+// Moments of empty groups: mean 0 and M2 0 over a count of 0, the identity
+// of Chan's combination.
 template <class C>
 void write_empty_stats(const gncpu_problem& p) {
     const int64_t count = p.batch * p.num_groups;
     for (int64_t i = 0; p.mean && i < count; ++i) static_cast<C*>(p.mean)[i] = static_cast<C>(NAN);
     for (int64_t i = 0; p.rstd && i < count; ++i) static_cast<C*>(p.rstd)[i] = static_cast<C>(NAN);
+    for (int64_t i = 0; p.moments_mean && i < count; ++i) p.moments_mean[i] = 0.0;
+    for (int64_t i = 0; p.moments_m2 && i < count; ++i) p.moments_m2[i] = 0.0;
 }
 
 // The backward problem as it runs: weight, bias and the statistics copied
@@ -304,6 +334,8 @@ const char* gncpu_status_message(gncpu_status status) {
         case GNCPU_ERR_BAD_DTYPE: return "unknown dtype";
         case GNCPU_ERR_BAD_LAYOUT: return "unknown layout";
         case GNCPU_ERR_OVERLAP: return "an output overlaps an input other than exactly";
+        case GNCPU_ERR_BAD_STATS:
+            return "given statistics need both a mean and an rstd, and cannot be measured too";
     }
     return "unknown status";
 }

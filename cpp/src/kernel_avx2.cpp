@@ -92,6 +92,11 @@ struct F64 {
     static V add(V a, V b) { return _mm256_add_pd(a, b); }
     static V sub(V a, V b) { return _mm256_sub_pd(a, b); }
     static V mul_add(V a, V b, V c) { return _mm256_fmadd_pd(a, b, c); }
+    // The float lanes of v as two double vectors (statistics in double, kernels/wide.inl).
+    static void widen(F32::V v, V& lo, V& hi) {
+        lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v));
+        hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+    }
     static V mul(V a, V b) { return _mm256_mul_pd(a, b); }
     static V first_lanes(int k, V a, V b) {
         const V lane = _mm256_setr_pd(0, 1, 2, 3);

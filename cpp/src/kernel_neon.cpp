@@ -77,6 +77,11 @@ struct F64 {
     static V add(V a, V b) { return vaddq_f64(a, b); }
     static V sub(V a, V b) { return vsubq_f64(a, b); }
     static V mul_add(V a, V b, V c) { return vfmaq_f64(c, a, b); }
+    // The float lanes of v as two double vectors (statistics in double, kernels/wide.inl).
+    static void widen(F32::V v, V& lo, V& hi) {
+        lo = vcvt_f64_f32(vget_low_f32(v));
+        hi = vcvt_high_f64_f32(v);
+    }
     static V mul(V a, V b) { return vmulq_f64(a, b); }
     static V first_lanes(int k, V a, V b) {
         const double lane[2] = {0, 1};

@@ -83,6 +83,12 @@ struct PortableLanes {
         for (int i = k; i < N; ++i) a[i] = b[i];
         return a;
     }
+    // The lanes of a vector twice as wide, as two of these (statistics in
+    // double, kernels/wide.inl).
+    template <class Narrow>
+    static void widen(Narrow v, V& lo, V& hi) {
+        for (int i = 0; i < N; ++i) lo[i] = static_cast<T>(v[i]), hi[i] = static_cast<T>(v[i + N]);
+    }
     // For the float32 activation math (see kernels/activations.inl).
     static V mul(V a, V b) { return a * b; }
     static V div(V a, V b) { return a / b; }

@@ -58,6 +58,10 @@ struct NchwKernels {
     using ExactNormalize = void (*)(const Stored* x, Stored* y, int64_t rows, int64_t row_len,
                                     double center, const double* scale, const double* offset);
     ExactNormalize exact_normalize[GNCPU_ACT_COUNT];
+
+    // Moments of x[0..n) in double lanes, for statistics alone
+    // (kernels/wide.inl): pieces of a tensor then merge to double rounding.
+    BlockMoments (*wide_block_moments)(const Stored* x, int64_t n);
 };
 
 // NHWC: an example is `rows` positions of `channels` contiguous values.
@@ -89,6 +93,12 @@ struct NhwcKernels {
                                     const double* center, const double* scale,
                                     const double* offset);
     ExactNormalize exact_normalize[GNCPU_ACT_COUNT];
+
+    // Per-channel mean and M2 in double lanes, for statistics alone
+    // (kernels/wide.inl); center, dev, sq: scratch of channels +
+    // kNhwcParamPad doubles each.
+    void (*wide_channel_moments)(const Stored* x, int64_t rows, int64_t channels, double* center,
+                                 double* mean, double* m2, double* dev, double* sq);
 };
 
 // The backward pass's first sweep, per channel: the sums of dz and of

@@ -88,6 +88,11 @@ struct F64 {
     static V add(V a, V b) { return _mm512_add_pd(a, b); }
     static V sub(V a, V b) { return _mm512_sub_pd(a, b); }
     static V mul_add(V a, V b, V c) { return _mm512_fmadd_pd(a, b, c); }
+    // The float lanes of v as two double vectors (statistics in double, kernels/wide.inl).
+    static void widen(F32::V v, V& lo, V& hi) {
+        lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+        hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+    }
     static V mul(V a, V b) { return _mm512_mul_pd(a, b); }
     static V first_lanes(int k, V a, V b) {
         return _mm512_mask_blend_pd(static_cast<__mmask8>((1u << k) - 1), b, a);

@@ -106,6 +106,7 @@ struct GradTensors {
     double* sums_dz_xhat;
     int activation;
     typename KernelsFor<Stored, C>::ExactGrad exact_grad;  // for the activation
+    static constexpr bool kTakesGivenStats = false;  // (always given, as mean and rstd)
 
     GradTensors(const KernelsFor<Stored, C>& k, const gncpu_backward_problem& p, double* dz_sums,
                 double* dz_xhat_sums)

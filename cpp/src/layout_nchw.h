@@ -102,6 +102,10 @@ struct NchwLayout : Tensors<Stored, C>, NchwGroups {
 
     void block_partials(Worker&, int64_t group, int64_t block, BlockMoments* out) const {
         const Stored* x = this->x + group * group_size + block * block_len;
+        if (this->y == nullptr) {  // statistics alone: in double lanes (kernels/wide.inl)
+            *out = kernels.wide_block_moments(x, block_count(block));
+            return;
+        }
         *out = kernels.block_moments(x, block_count(block));
         if (kFloatLanes<C> && float_moments_unreliable(*out, block_count(block), this->eps))
             *out = kernels.exact_block_moments(x, block_count(block));
@@ -118,6 +122,12 @@ struct NchwLayout : Tensors<Stored, C>, NchwGroups {
                 w.stats = scaled_stats(this->x + group * group_size, 1, group_size, 0, this->eps,
                                        w.stats);
         }
+        if (owner) this->write_stats(group, 1, &w.stats);
+        if (this->y) prepare(w, group, &w.stats);
+    }
+
+    void begin_given(Worker& w, int64_t group, bool owner) const {
+        w.stats = this->given(group, group_size);
         if (owner) this->write_stats(group, 1, &w.stats);
         prepare(w, group, &w.stats);
     }
@@ -138,6 +148,7 @@ struct NchwLayout : Tensors<Stored, C>, NchwGroups {
     }
 
     void finish_blocks(Worker& w, int64_t group, int64_t first_block, int64_t end_block) const {
+        if (this->y == nullptr) return;  // statistics only
         const int64_t base = group * group_size;
         const int64_t end = end_block * block_len < group_size ? end_block * block_len : group_size;
         const auto span = [&](int64_t pos, int64_t row, int64_t rows, int64_t len) {

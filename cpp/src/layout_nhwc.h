@@ -75,6 +75,7 @@ struct NhwcLayout : Tensors<Stored, C>, NhwcBlocks {
         ThreadVector<GroupStats> stats;
         ThreadVector<C> center, example_center, scale, offset, run_dev, run_sq;
         ThreadVector<double> mean, m2;
+        ThreadVector<double> wide_center, wide_dev, wide_sq;  // statistics alone
         // The exact path (moments.h): double parameters, when `exact`.
         bool exact;
         ThreadVector<double> exact_center, exact_scale, exact_offset;
@@ -104,12 +105,19 @@ struct NhwcLayout : Tensors<Stored, C>, NhwcBlocks {
         grow(w.center, n), grow(w.example_center, padded), grow(w.scale, padded);
         grow(w.offset, padded), grow(w.run_dev, padded), grow(w.run_sq, padded);
         grow(w.mean, n), grow(w.m2, n), grow(w.stats, static_cast<size_t>(groups));
+        if (this->y == nullptr) grow(w.wide_center, padded), grow(w.wide_dev, padded), grow(w.wide_sq, padded);
         if (kFloatLanes<C>) grow(w.exact_center, n), grow(w.exact_scale, n), grow(w.exact_offset, n);
     }
 
     void block_partials(Worker& w, int64_t example, int64_t block, BlockMoments* out) const {
         const int64_t rows = block_rows(block);
         const Stored* x = this->x + block_offset(example, block);
+        if (this->y == nullptr) {  // statistics alone: in double lanes (kernels/wide.inl)
+            kernels.wide_channel_moments(x, rows, channels, w.wide_center.data(), w.mean.data(),
+                                         w.m2.data(), w.wide_dev.data(), w.wide_sq.data());
+            group_moments_from_channels(w, rows, out);
+            return;
+        }
         measure_channels(kernels, x, rows, channels, w.center.data(), w.mean.data(), w.m2.data(),
                          w.run_dev.data(), w.run_sq.data());
         group_moments_from_channels(w, rows, out);
@@ -157,6 +165,13 @@ struct NhwcLayout : Tensors<Stored, C>, NhwcBlocks {
             }
         }
         if (owner) this->write_stats(example, groups, w.stats.data());
+        if (this->y) prepare(w, example, w.stats.data());
+    }
+
+    void begin_given(Worker& w, int64_t example, bool owner) const {
+        for (int64_t g = 0; g < groups; ++g)
+            w.stats[g] = this->given(example * groups + g, spatial * channels_per_group);
+        if (owner) this->write_stats(example, groups, w.stats.data());
         prepare(w, example, w.stats.data());
     }
 
@@ -192,6 +207,7 @@ struct NhwcLayout : Tensors<Stored, C>, NhwcBlocks {
     }
 
     void finish_blocks(Worker& w, int64_t example, int64_t first_block, int64_t end_block) const {
+        if (this->y == nullptr) return;  // statistics only
         const int64_t offset = block_offset(example, first_block);
         const int64_t rows = span_rows(first_block, end_block);
         if (w.exact) {

@@ -46,24 +46,44 @@ constexpr int kMaxTeamWatch = 64;
 template <class Stored, class C>
 struct Tensors {
     const Stored* x;
-    Stored* y;
+    Stored* y;        // null: statistics only
     const C* weight;  // may be null: all ones
     const C* bias;    // may be null: all zeros
     C* mean_out;      // may be null
     C* rstd_out;      // may be null
+    double* moments_mean_out;  // may be null
+    double* moments_m2_out;    // may be null
+    const double* given_mean;  // with given_rstd, the statistics to use (not measured)
+    const double* given_rstd;
     double eps;
 
     explicit Tensors(const gncpu_problem& p)
         : x(static_cast<const Stored*>(p.x)), y(static_cast<Stored*>(p.y)),
           weight(static_cast<const C*>(p.weight)), bias(static_cast<const C*>(p.bias)),
-          mean_out(static_cast<C*>(p.mean)), rstd_out(static_cast<C*>(p.rstd)), eps(p.eps) {}
+          mean_out(static_cast<C*>(p.mean)), rstd_out(static_cast<C*>(p.rstd)),
+          moments_mean_out(p.moments_mean), moments_m2_out(p.moments_m2),
+          given_mean(p.given_mean), given_rstd(p.given_rstd), eps(p.eps) {}
+
+    static constexpr bool kTakesGivenStats = true;  // (the backward's statistics are always given)
+    bool stats_given() const { return given_mean != nullptr; }
 
     // An item's statistics, (item, group) order, where the caller wants them.
     void write_stats(int64_t item, int64_t groups, const GroupStats* stats) const {
         for (int64_t g = 0; g < groups; ++g) {
-            if (mean_out) mean_out[item * groups + g] = saturate<C>(stats[g].mean);
-            if (rstd_out) rstd_out[item * groups + g] = saturate<C>(stats[g].rstd);
+            const int64_t i = item * groups + g;
+            if (mean_out) mean_out[i] = saturate<C>(stats[g].mean);
+            if (rstd_out) rstd_out[i] = saturate<C>(stats[g].rstd);
+            if (moments_mean_out) moments_mean_out[i] = stats[g].mean;
+            if (moments_m2_out) moments_m2_out[i] = stats[g].m2;
         }
+    }
+
+    // Group `index`'s given statistics, for `count` values: M2 is not given,
+    // and count / rstd^2 (at least M2, as var + eps >= var) bounds its
+    // deviations where the layouts ask (float_normalize_unreliable).
+    GroupStats given(int64_t index, int64_t count) const {
+        const double rstd = given_rstd[index];
+        return GroupStats{given_mean[index], rstd, static_cast<double>(count) / (rstd * rstd)};
     }
 };
 
@@ -222,6 +242,37 @@ void run_batches(const Layout& L, int threads, int64_t items_per_batch,
     clock.report();
 }
 
+// With the statistics given there is no first sweep: the blocks of every
+// item, in order, are cut into one contiguous range per thread, and each
+// thread normalises its ranges (the thread holding an item's first block
+// writes its statistics out).
+template <class Layout>
+void run_given_stats(const Layout& L, int threads, ThreadState<Layout>* states) {
+    const int64_t units = L.items * L.blocks_per_item;
+    (void)threads;  // unused without OpenMP
+    TeamClock clock;
+    const FloatingPointModes caller_modes = FloatingPointModes::of_this_thread();
+#if defined(_OPENMP)
+#pragma omp parallel num_threads(threads) if (threads > 1)
+#endif
+    {
+        const ScopedFloatingPointModes modes(caller_modes);
+        const TeamPosition me = team_position();
+        ThreadState<Layout>& s = states[me.index];
+        const int64_t hi = units * (me.index + 1) / me.size;
+        for (int64_t u = units * me.index / me.size; u < hi;) {
+            const int64_t item = u / L.blocks_per_item;
+            const int64_t first = item * L.blocks_per_item;
+            const int64_t stop = hi < first + L.blocks_per_item ? hi : first + L.blocks_per_item;
+            L.begin_given(s.layout, item, u == first);
+            L.finish_blocks(s.layout, item, u - first, stop - first);
+            u = stop;
+        }
+        clock.finish(me);
+    }
+    clock.report();
+}
+
 // Runs a layout's problem on up to `threads` threads.  Per-thread scratch is
 // allocated before anything is written: if it cannot be, nothing is written
 // and the call fails with GNCPU_ERR_OUT_OF_MEMORY.  The shared slots of the
@@ -236,6 +287,12 @@ gncpu_status schedule(const Layout& L, int threads) {
         for (int t = 0; t < threads; ++t) states[t].reserve(L);
     } catch (const std::bad_alloc&) {
         return GNCPU_ERR_OUT_OF_MEMORY;
+    }
+    if constexpr (Layout::kTakesGivenStats) {
+        if (L.stats_given()) {
+            run_given_stats(L, threads, states.data());
+            return GNCPU_OK;
+        }
     }
     const int64_t budget = cache_budget_bytes();
     // Whole items per thread need no barrier; use them when every thread gets

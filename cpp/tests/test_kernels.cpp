@@ -88,6 +88,8 @@ gncpu_problem problem(gncpu_dtype dtype, gncpu_layout layout, const void* x, voi
     p.eps = eps;
     p.activation = act;
     p.num_threads = threads;
+    p.moments_mean = p.moments_m2 = nullptr;
+    p.given_mean = p.given_rstd = nullptr;
     return p;
 }
 
@@ -267,6 +269,74 @@ void check_channels_last(std::mt19937_64& rng) {
     }
 }
 
+// Statistics as data: the moments measured alone (y = NULL, in double lanes)
+// are the groups' to double rounding at an offset of 1e4 standard deviations
+// (the mean to 1e-15 of its magnitude, M2 to 1e-12);
+// handed back as given statistics they normalise as one call does (the same
+// to float rounding), in both layouts, on every ISA, bitwise the same on 1
+// and 3 threads.
+void check_given_stats(std::mt19937_64& rng) {
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    for (const Shape s : {Shape{2, 8, 33, 4}, Shape{1, 64, 300, 32}}) {
+        const int64_t n = s.batch * s.channels * s.spatial, groups = s.batch * s.groups;
+        const int64_t size = s.channels / s.groups * s.spatial;
+        std::vector<float> x(n), w(s.channels), b(s.channels);
+        for (auto& v : x) v = 1e4f + normal(rng);
+        for (int64_t c = 0; c < s.channels; ++c) w[c] = 1.0f + 0.01f * c, b[c] = 0.1f * c;
+        for (gncpu_layout layout : {GNCPU_NCHW, GNCPU_NHWC}) {
+            std::vector<float> xl = x;  // the same groups in this layout
+            if (layout == GNCPU_NHWC)
+                for (int64_t e = 0; e < s.batch; ++e)
+                    for (int64_t c = 0; c < s.channels; ++c)
+                        for (int64_t p = 0; p < s.spatial; ++p)
+                            xl[(e * s.spatial + p) * s.channels + c] = x[(e * s.channels + c) * s.spatial + p];
+            std::vector<long double> exact_mean(groups), exact_m2(groups);
+            for (int64_t g = 0; g < groups; ++g) {
+                long double sum = 0, sq = 0;
+                for (int64_t i = 0; i < size; ++i) sum += x[g * size + i];
+                exact_mean[g] = sum / size;
+                for (int64_t i = 0; i < size; ++i) sq += (x[g * size + i] - exact_mean[g]) * (x[g * size + i] - exact_mean[g]);
+                exact_m2[g] = sq;
+            }
+            for (int isa = 0; isa < gncpu_isa_count(); ++isa) {
+                if (!gncpu_isa_supported(isa)) continue;
+                gncpu_set_isa(isa);
+                const char* where = layout == GNCPU_NCHW ? "NCHW" : "NHWC";
+                std::vector<float> y(n), z1(n), z3(n);
+                std::vector<double> mean(groups), m2(groups), rstd(groups);
+                gncpu_problem p = problem(GNCPU_F32, layout, xl.data(), y.data(), s, w.data(),
+                                          b.data(), 1e-5, GNCPU_ACT_SILU, 3);
+                CHECK(gncpu_group_norm(&p) == GNCPU_OK, "given: one call");
+                p.y = nullptr, p.moments_mean = mean.data(), p.moments_m2 = m2.data();
+                CHECK(gncpu_group_norm(&p) == GNCPU_OK, "given: moments alone");
+                for (int64_t g = 0; g < groups; ++g) {
+                    // (the mean's own rounding: an ulp of 1e4 is 1.8e-12 standard deviations)
+                    const double mean_err = fabsl(mean[g] - exact_mean[g]) /
+                                            (fabsl(exact_mean[g]) + sqrtl(exact_m2[g] / size));
+                    const double m2_err = fabsl(m2[g] - exact_m2[g]) / exact_m2[g];
+                    CHECK(mean_err <= 1e-15 && m2_err <= 1e-12, "%s %s: moments off by %.2g, %.2g",
+                          gncpu_isa_name(isa), where, mean_err, m2_err);
+                    rstd[g] = 1.0 / sqrt(m2[g] / static_cast<double>(size) + 1e-5);
+                }
+                p.moments_mean = p.moments_m2 = nullptr;
+                p.given_mean = mean.data(), p.given_rstd = rstd.data();
+                for (int threads : {1, 3}) {
+                    p.y = threads == 1 ? z1.data() : z3.data(), p.num_threads = threads;
+                    CHECK(gncpu_group_norm(&p) == GNCPU_OK, "given: normalised");
+                }
+                CHECK(memcmp(z1.data(), z3.data(), n * sizeof(float)) == 0,
+                      "%s %s: given statistics, 1 and 3 threads differ", gncpu_isa_name(isa), where);
+                double worst = 0;
+                for (int64_t i = 0; i < n; ++i) worst = fmax(worst, fabs(static_cast<double>(z1[i] - y[i])));
+                CHECK(worst <= 1e-5, "%s %s: given statistics off by %.2g", gncpu_isa_name(isa),
+                      where, worst);
+                p.moments_mean = mean.data();  // measured and given at once: refused
+                CHECK(gncpu_group_norm(&p) == GNCPU_ERR_BAD_STATS, "given and measured");
+            }
+        }
+    }
+}
+
 // Weight, bias and the statistics may lie inside x or y (in place): the same
 // results as from separate buffers, on every layout and schedule.
 void check_aliased_outputs(std::mt19937_64& rng) {
@@ -357,7 +427,7 @@ void check_backward(std::mt19937_64& rng) {
     std::vector<float> mean(s.batch * s.groups), rstd(mean.size()), y(n);
     gncpu_problem fwd{GNCPU_F32, GNCPU_NCHW, s.batch, s.channels, s.spatial, s.groups,
                       x.data(), y.data(), w.data(), b.data(), mean.data(), rstd.data(), 1e-5,
-                      GNCPU_ACT_NONE, 1};
+                      GNCPU_ACT_NONE, 1, nullptr, nullptr, nullptr, nullptr};
     CHECK(gncpu_group_norm(&fwd) == GNCPU_OK, "forward status");
     for (int act : {GNCPU_ACT_NONE, GNCPU_ACT_SILU}) {
         // The reference: x^ and dz per value, then the per-group means.
@@ -478,8 +548,10 @@ int main(int argc, char** argv) {
     check_16bit(false, rng);
     check_16bit(true, rng);
     check_channels_last(rng);
+    check_given_stats(rng);
     gncpu_set_tuning(0, 0, 0);
     check_channels_last(rng);
+    check_given_stats(rng);
 
     // A constant group gives exactly the bias.
     for (int isa = 0; isa < gncpu_isa_count(); ++isa) {

@@ -17,6 +17,7 @@ from ._core import (
     get_num_threads,
     group_norm,
     group_norm_backward,
+    group_norm_stats,
     isa,
     openmp_enabled,
     output_cache_info,
@@ -27,6 +28,7 @@ from ._core import (
 )
 from . import reference
 from ._module import GroupNorm
+from ._stats import GroupStats
 from ._threads import default_num_threads
 from ._types import BuildInfo, IsaName, OutputCacheInfo
 from ._version import __version__
@@ -34,6 +36,7 @@ from ._version import __version__
 __all__ = [
     "BuildInfo",
     "GroupNorm",
+    "GroupStats",
     "IsaName",
     "OutputCacheInfo",
     "__version__",
@@ -43,6 +46,7 @@ __all__ = [
     "get_num_threads",
     "group_norm",
     "group_norm_backward",
+    "group_norm_stats",
     "isa",
     "openmp_enabled",
     "output_cache_info",

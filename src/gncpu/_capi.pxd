@@ -15,6 +15,7 @@ cdef extern from "gncpu/gncpu.h" nogil:
         GNCPU_ERR_BAD_DTYPE
         GNCPU_ERR_BAD_LAYOUT
         GNCPU_ERR_OVERLAP
+        GNCPU_ERR_BAD_STATS
 
     ctypedef enum gncpu_dtype:
         GNCPU_F32
@@ -46,6 +47,10 @@ cdef extern from "gncpu/gncpu.h" nogil:
         double eps
         gncpu_activation activation
         int num_threads
+        double* moments_mean
+        double* moments_m2
+        const double* given_mean
+        const double* given_rstd
 
     gncpu_status gncpu_group_norm(const gncpu_problem* problem)
     gncpu_status gncpu_check_problem(const gncpu_problem* problem)

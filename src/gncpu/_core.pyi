@@ -4,9 +4,11 @@ from typing import Any, Dict, Literal, Optional, Tuple, Union, overload
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ._stats import GroupStats
 from ._types import ActivationName, BuildInfo, IsaName, OutputCacheInfo
 
 _Activation = Optional[ActivationName]
+_Stats = Union[GroupStats, Tuple[ArrayLike, ArrayLike], None]
 
 # The C API's codes (gncpu.h), read from the compiled core.
 DTYPE_CODES: Dict[str, int]
@@ -27,6 +29,7 @@ def group_norm(
     activation: _Activation = None,
     return_stats: Literal[False] = False,
     channels_last: bool = False,
+    stats: _Stats = None,
 ) -> _FloatArray: ...
 @overload
 def group_norm(
@@ -40,6 +43,7 @@ def group_norm(
     activation: _Activation = None,
     return_stats: Literal[True],
     channels_last: bool = False,
+    stats: _Stats = None,
 ) -> Tuple[_FloatArray, _FloatArray, _FloatArray]: ...
 @overload
 def group_norm(
@@ -53,7 +57,9 @@ def group_norm(
     activation: _Activation = None,
     return_stats: bool,
     channels_last: bool = False,
+    stats: _Stats = None,
 ) -> Union[_FloatArray, Tuple[_FloatArray, _FloatArray, _FloatArray]]: ...
+def group_norm_stats(x: ArrayLike, num_groups: int, *, channels_last: bool = False) -> GroupStats: ...
 def group_norm_backward(
     grad_out: ArrayLike,
     x: ArrayLike,

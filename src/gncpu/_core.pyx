@@ -21,6 +21,7 @@ cimport numpy as cnp
 from libc.stdint cimport int64_t
 
 from gncpu._capi cimport *
+from gncpu._stats import GroupStats
 
 cnp.import_array()
 
@@ -73,9 +74,9 @@ cdef _check_out(object out, cnp.ndarray x, object dtype):
 cdef class _Call:
     """One group_norm call: its C problem and the arrays behind its pointers."""
     cdef gncpu_problem problem
-    cdef cnp.ndarray x, y, target, mean, rstd
+    cdef cnp.ndarray x, y, target, mean, rstd, given_mean, given_rstd, moments_mean, moments_m2
     cdef object weight, bias, native, param_dtype, eps
-    cdef bint want_stats, moved_axis
+    cdef bint want_stats, moved_axis, stats_only
 
     cdef parse(self, object x, object num_groups, object weight, object bias, object eps,
                object activation, object return_stats, object channels_last, object out):
@@ -107,9 +108,48 @@ cdef class _Call:
             _raise_invalid(status, p, eps, shape)
         self.x = xa
 
+    cdef take_stats(self, object stats, object shape):
+        """stats=: a GroupStats or a (mean, rstd) pair for x's (N, num_groups)."""
+        cdef gncpu_problem* p = &self.problem
+        expected = (p.batch, p.num_groups)
+        if isinstance(stats, GroupStats):
+            cpg = stats.channels_per_group
+            if cpg is not None and p.channels % cpg != 0:
+                raise ValueError(
+                    f"x has {p.channels} channels, not whole groups of {cpg} (the statistics' "
+                    f"channels_per_group): a piece split along channels must hold whole groups")
+            if cpg is not None and p.channels // cpg != p.num_groups:
+                raise ValueError(
+                    f"x's {p.channels} channels hold {p.channels // cpg} groups of {cpg} "
+                    f"channels (the statistics'), but num_groups is {p.num_groups}")
+            if stats.shape != expected:
+                raise ValueError(f"stats are for {stats.shape[0]} example(s) x {stats.shape[1]} "
+                                 f"group(s); x needs {expected[0]} x {expected[1]}")
+            mean, rstd = stats.mean_rstd(self.eps)
+        elif isinstance(stats, tuple) and len(stats) == 2:
+            mean = _as_param_array(stats[0], expected, np.float64, "stats mean")
+            rstd = _as_param_array(stats[1], expected, np.float64, "stats rstd")
+        else:
+            raise TypeError("stats must be a gncpu.GroupStats or a (mean, rstd) pair, "
+                            f"got {type(stats).__name__}")
+        self.given_mean = np.ascontiguousarray(mean, dtype=np.float64)
+        self.given_rstd = np.ascontiguousarray(rstd, dtype=np.float64)
+        p.given_mean = <const double*>cnp.PyArray_DATA(self.given_mean)
+        p.given_rstd = <const double*>cnp.PyArray_DATA(self.given_rstd)
+
     cdef plan(self, object out):
         cdef gncpu_problem* p = &self.problem
         cdef cnp.ndarray xa = self.x
+        if self.stats_only:
+            if not _is_native_c_array(xa):
+                self.x = np.array(xa, dtype=self.native, order="C", copy=True)
+            p.x = cnp.PyArray_DATA(self.x)
+            p.y = NULL
+            self.moments_mean = np.empty((p.batch, p.num_groups), np.float64)
+            self.moments_m2 = np.empty((p.batch, p.num_groups), np.float64)
+            p.moments_mean = <double*>cnp.PyArray_DATA(self.moments_mean)
+            p.moments_m2 = <double*>cnp.PyArray_DATA(self.moments_m2)
+            return
         if out is None:
             self.y = _new_output(xa.ndim, xa.shape, _STORAGE_TYPENUM[<int>p.dtype])
             if self.y.dtype is not self.native:  # (a storage type NumPy lacks)
@@ -146,6 +186,11 @@ cdef class _Call:
             status = gncpu_group_norm(&self.problem)
         if status != GNCPU_OK:
             _raise_invalid(status, &self.problem, self.eps)
+        if self.stats_only:
+            cpg = self.problem.channels // self.problem.num_groups
+            count = float(cpg * self.problem.spatial)
+            return GroupStats(np.full((self.problem.batch, self.problem.num_groups), count),
+                              self.moments_mean, self.moments_m2, cpg if cpg > 0 else None)
         cdef cnp.ndarray y = self.y
         if self.target is not None:
             self.target[...] = y
@@ -157,7 +202,7 @@ cdef class _Call:
 # -------------------------------------------------------------- group_norm
 
 def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, *, out=None,
-               activation=None, return_stats=False, channels_last=False):
+               activation=None, return_stats=False, channels_last=False, stats=None):
     """Group Normalization of ``x``, shape (N, C, *spatial).
 
     Statistics are taken per (example, group) over C/num_groups channels x
@@ -179,6 +224,10 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, *, out=None,
         (N, num_groups), float32 (float64 for float64 x).
     channels_last: x is (N, *spatial, C).  An NCHW-shaped view of
         channels-last memory is recognised without this flag.
+    stats: normalise with these statistics instead of measuring x's (x is
+        then read once): a gncpu.GroupStats merged from the pieces of a
+        larger tensor (see group_norm_stats), or a (mean, rstd) pair of
+        (N, num_groups) arrays.  eps applies to a GroupStats' variance.
 
     ValueError for values out of range, TypeError for wrong types; nothing is
     written when either is raised.  See docs/api.md for the full contract.
@@ -186,7 +235,30 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, *, out=None,
     cdef _Call call = _Call.__new__(_Call)
     call.eps = eps
     call.parse(x, num_groups, weight, bias, eps, activation, return_stats, channels_last, out)
+    if stats is not None:
+        call.take_stats(stats, (<object>call.x).shape)
     call.plan(out)
+    return call.execute()
+
+
+def group_norm_stats(x, num_groups, *, channels_last=False):
+    """The statistics of ``x``, shape (N, C, *spatial), per (example, group):
+    a gncpu.GroupStats of float64 counts, means and M2 (sums of squared
+    deviations), from one read of x.
+
+    For tensors normalised in pieces (tiles of an image, chunks of a volume,
+    patches held by different processes): measure every piece, merge the
+    results (GroupStats.merge), then normalise each piece with
+    group_norm(piece, num_groups, ..., stats=merged).  Pieces may split the
+    spatial axes and the batch anywhere; along channels, a piece must hold
+    whole groups (pass its own num_groups).  x, num_groups and channels_last
+    are as for group_norm.
+    """
+    cdef _Call call = _Call.__new__(_Call)
+    call.eps = 1e-5
+    call.stats_only = True
+    call.parse(x, num_groups, None, None, 1e-5, None, False, channels_last, None)
+    call.plan(None)
     return call.execute()
 
 
@@ -203,6 +275,8 @@ def _check_layer(num_groups, num_channels, eps, activation):
     p.eps = _as_eps(eps)
     p.activation = _as_activation(activation)
     p.x = p.y = p.weight = p.bias = p.mean = p.rstd = NULL
+    p.moments_mean = p.moments_m2 = NULL
+    p.given_mean = p.given_rstd = NULL
     p.num_threads = 1
     cdef gncpu_status status = gncpu_check_problem(&p)
     if status != GNCPU_OK:
@@ -243,6 +317,8 @@ def _group_norm_raw(int dtype, int layout, int64_t batch, int64_t channels, int6
     p.bias = <const void*>bias
     p.mean = <void*>mean
     p.rstd = <void*>rstd
+    p.moments_mean = p.moments_m2 = NULL
+    p.given_mean = p.given_rstd = NULL
     p.num_threads = _raw_threads(num_threads)
     cdef gncpu_status status = gncpu_check_problem(&p)
     if status != GNCPU_OK:

@@ -256,7 +256,7 @@ cdef _raise_invalid(gncpu_status status, const gncpu_problem* p, object eps, obj
     message = gncpu_status_message(status).decode()
     if status == GNCPU_ERR_OUT_OF_MEMORY:
         raise MemoryError(message)
-    if status in (GNCPU_ERR_BAD_SHAPE, GNCPU_ERR_BAD_ACTIVATION):
+    if status in (GNCPU_ERR_BAD_SHAPE, GNCPU_ERR_BAD_ACTIVATION, GNCPU_ERR_BAD_STATS):
         raise ValueError(message)
     raise RuntimeError(f"gncpu internal error: {message}")
 

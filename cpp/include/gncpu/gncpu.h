@@ -42,7 +42,9 @@ typedef enum gncpu_status {
     GNCPU_ERR_OUT_OF_MEMORY = 7,  /* per-thread scratch could not be allocated */
     GNCPU_ERR_BAD_DTYPE = 8,      /* not a gncpu_dtype */
     GNCPU_ERR_BAD_LAYOUT = 9,     /* not a gncpu_layout */
-    GNCPU_ERR_OVERLAP = 10        /* an output overlaps an input other than exactly (in place) */
+    GNCPU_ERR_OVERLAP = 10,       /* an output overlaps an input other than exactly (in place) */
+    GNCPU_ERR_BAD_STATS = 11      /* given statistics: given_mean without given_rstd (or the
+                                     reverse), or with moments_mean/moments_m2 */
 } gncpu_status;
 
 /* How x and y hold their values.  The 16-bit formats are computed in float32.
@@ -98,9 +100,18 @@ typedef struct gncpu_problem {
     double eps;
     gncpu_activation activation;
     int num_threads;     /* at most this many; values below 1 mean 1 */
+    /* Statistics as data, for tensors normalised in pieces (tiles, chunks,
+     * processes): measure each piece's moments, merge them (Chan), then
+     * normalise each piece with the merged statistics.  NULL when unused. */
+    double* moments_mean;      /* batch * num_groups doubles that receive each group's */
+    double* moments_m2;        /* mean and sum of squared deviations (M2), (n, g) order */
+    const double* given_mean;  /* batch * num_groups means and 1/sqrt(var + eps) to */
+    const double* given_rstd;  /* normalise with instead of measuring x: x is read once */
 } gncpu_problem;
 
-/* Validates `problem`, then computes y (and mean/rstd when asked). */
+/* Validates `problem`, then computes y (and mean/rstd, moments_mean/m2 when
+ * asked).  y may be NULL to measure statistics only (then x is read once and
+ * weight, bias and activation are not used). */
 gncpu_status gncpu_group_norm(const gncpu_problem* problem);
 
 /* The backward pass: the gradients of a loss with respect to x, weight and

@@ -7,6 +7,8 @@
 //   store where the ISA has none), non_temporal (whether stream() is one: if
 //   not, the table reuses the plain loops for streaming), add(V, V), sub(V, V), mul(V, V), mul_add(a, b, c) = a*b + c,
 //   first_lanes(k, a, b) (lanes [0, k) of a and the rest of b, 0 < k < width),
+//   and F64 widen(F32::V, lo, hi) (a float vector as two double ones, for
+//   the statistics in double lanes, wide.inl),
 // and a function fence_streams() that orders streaming stores.
 // F32 also provides
 //   for the fused activations (activations.inl): div, max, min (x86
@@ -37,5 +39,6 @@
 #include "kernels/nchw.inl"
 #include "kernels/nhwc.inl"
 #include "kernels/exact.inl"
+#include "kernels/wide.inl"
 #include "kernels/backward.inl"
 #include "kernels/table.inl"

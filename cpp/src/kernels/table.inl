@@ -13,7 +13,8 @@ constexpr NchwKernels<typename S::Stored, typename S::Lanes::T> nchw_kernels(
     return {&block_moments<S>,
             {{&normalize_rows<S, false, kActs>...}, {&normalize_rows<S, kStreams<S>, kActs>...}},
             &exact_block_moments<S>,
-            {&exact_normalize_rows<S, kActs>...}};
+            {&exact_normalize_rows<S, kActs>...},
+            &wide_block_moments<S>};
 }
 
 template <class S, int... kActs>
@@ -22,7 +23,8 @@ constexpr NhwcKernels<typename S::Stored, typename S::Lanes::T> nhwc_kernels(
     return {&nhwc_channel_moments<S>,
             {{&nhwc_normalize<S, false, kActs>...}, {&nhwc_normalize<S, kStreams<S>, kActs>...}},
             &exact_channel_moments<S>,
-            {&exact_normalize_nhwc<S, kActs>...}};
+            {&exact_normalize_nhwc<S, kActs>...},
+            &wide_channel_moments<S>};
 }
 
 template <class S, int... kActs>
