@@ -69,30 +69,41 @@ BlockMoments wide_block_moments(const typename S::Stored* x, int64_t n) {
 
 // Channels-last: per channel of `rows` rows of `channels` values, the mean
 // and M2, about the first row (again about the means when one lay more than 4
-// standard deviations from its channel's).  The rows are read in order (one
-// sequential stream), each added into per-channel double sums in L1.  center,
-// dev and sq: scratch of channels + kNhwcParamPad doubles.
+// standard deviations from its channel's).  The rows are read in bands of
+// kBand: down a band each strip of channels is summed in registers, then
+// added into per-channel double sums in L1 (row by row, those loads and
+// stores cost 1.56x a read of x with 32 channels, against 1.22x; the same
+// with 128 or 512).  center, dev and sq: scratch of channels + kNhwcParamPad
+// doubles.
 template <class S>
 void wide_channel_moments(const typename S::Stored* x, int64_t rows, int64_t channels,
                           double* center, double* mean, double* m2, double* dev, double* sq) {
     using D = F64;
     constexpr int64_t kStep = 2 * D::width;
+    constexpr int64_t kBand = 8;
     static_assert(kStep <= kNhwcParamPad, "the scratch is padded for the widest step");
     const int64_t padded = (channels + kStep - 1) / kStep * kStep;
     for (int64_t c = 0; c < padded; ++c) center[c] = c < channels ? static_cast<double>(S::to_compute(x[c])) : 0.0;
     for (int pass = 0; pass < 2; ++pass) {
         for (int64_t c = 0; c < padded; ++c) dev[c] = 0.0, sq[c] = 0.0;
-        for (int64_t r = 0; r < rows; ++r) {
-            const typename S::Stored* row = x + r * channels;
+        for (int64_t r0 = 0; r0 < rows; r0 += kBand) {
+            const int64_t r1 = r0 + kBand < rows ? r0 + kBand : rows;
             for (int64_t c = 0; c < channels; c += kStep) {
-                D::V lo, hi;
-                if (c + kStep <= channels) load_doubles<S>(row + c, lo, hi);
-                else load_doubles_partial<S>(row + c, channels - c, lo, hi);  // zeros past the end
-                lo = D::sub(lo, D::load(center + c)), hi = D::sub(hi, D::load(center + c + D::width));
-                D::store(dev + c, D::add(D::load(dev + c), lo));
-                D::store(dev + c + D::width, D::add(D::load(dev + c + D::width), hi));
-                D::store(sq + c, D::mul_add(lo, lo, D::load(sq + c)));
-                D::store(sq + c + D::width, D::mul_add(hi, hi, D::load(sq + c + D::width)));
+                const bool full = c + kStep <= channels;
+                const D::V k_lo = D::load(center + c), k_hi = D::load(center + c + D::width);
+                D::V dev_lo = D::zero(), dev_hi = D::zero(), sq_lo = D::zero(), sq_hi = D::zero();
+                for (int64_t r = r0; r < r1; ++r) {
+                    D::V lo, hi;
+                    if (full) load_doubles<S>(x + r * channels + c, lo, hi);
+                    else load_doubles_partial<S>(x + r * channels + c, channels - c, lo, hi);
+                    lo = D::sub(lo, k_lo), hi = D::sub(hi, k_hi);  // (zeros past the end)
+                    dev_lo = D::add(dev_lo, lo), dev_hi = D::add(dev_hi, hi);
+                    sq_lo = D::mul_add(lo, lo, sq_lo), sq_hi = D::mul_add(hi, hi, sq_hi);
+                }
+                D::store(dev + c, D::add(D::load(dev + c), dev_lo));
+                D::store(dev + c + D::width, D::add(D::load(dev + c + D::width), dev_hi));
+                D::store(sq + c, D::add(D::load(sq + c), sq_lo));
+                D::store(sq + c + D::width, D::add(D::load(sq + c + D::width), sq_hi));
             }
         }
         const double inv_rows = 1.0 / static_cast<double>(rows);
