@@ -101,6 +101,10 @@ def _group_norm_raw(
     mean: int = 0,
     rstd: int = 0,
     num_threads: int = 0,
+    moments_mean: int = 0,
+    moments_m2: int = 0,
+    given_mean: int = 0,
+    given_rstd: int = 0,
 ) -> None: ...
 def _group_norm_backward_raw(
     dtype: int,

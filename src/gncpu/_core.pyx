@@ -293,15 +293,19 @@ cdef inline int _raw_threads(int asked):
 
 def _group_norm_raw(int dtype, int layout, int64_t batch, int64_t channels, int64_t spatial,
                     num_groups, eps, activation, size_t x, size_t y, size_t weight=0,
-                    size_t bias=0, size_t mean=0, size_t rstd=0, int num_threads=0):
+                    size_t bias=0, size_t mean=0, size_t rstd=0, int num_threads=0,
+                    size_t moments_mean=0, size_t moments_m2=0, size_t given_mean=0,
+                    size_t given_rstd=0):
     """group_norm on memory given by address, for bindings that own their
     buffers (gncpu.torch): no NumPy.  dtype and layout are gncpu_dtype and
     gncpu_layout codes; weight, bias, mean and rstd are addresses of the
     parameter type (double for GNCPU_F64, else float) or 0.  With x = y = 0
     the values are only checked.  num_threads > 0 is the caller's thread count
     (torch's), used unless the user chose gncpu's with set_num_threads.
-    Raises what group_norm raises for the same values; nothing is written
-    when it does."""
+    moments_mean/moments_m2 (with y = 0: statistics alone) and
+    given_mean/given_rstd are addresses of (batch, num_groups) doubles, as the
+    C API's fields.  Raises what group_norm raises for the same values;
+    nothing is written when it does."""
     cdef gncpu_problem p
     p.dtype = <gncpu_dtype>dtype
     p.layout = <gncpu_layout>layout
@@ -317,8 +321,10 @@ def _group_norm_raw(int dtype, int layout, int64_t batch, int64_t channels, int6
     p.bias = <const void*>bias
     p.mean = <void*>mean
     p.rstd = <void*>rstd
-    p.moments_mean = p.moments_m2 = NULL
-    p.given_mean = p.given_rstd = NULL
+    p.moments_mean = <double*>moments_mean
+    p.moments_m2 = <double*>moments_m2
+    p.given_mean = <const double*>given_mean
+    p.given_rstd = <const double*>given_rstd
     p.num_threads = _raw_threads(num_threads)
     cdef gncpu_status status = gncpu_check_problem(&p)
     if status != GNCPU_OK:

@@ -15,7 +15,8 @@ unless ``gncpu.set_num_threads`` was called.
 The package: _checks (what is accepted), _kernels (the C kernels on tensor
 memory), _ops (the registered operators), _functional (the public function
 and how each caller reaches the kernel), _module (the module and the swap),
-_fusion (the FX pass and the torch.compile backend).  Importing it imports
+_fusion (the FX pass and the torch.compile backend), _stats (statistics that
+merge: group_norm_stats, stats=, distributed_group_norm).  Importing it imports
 torch; ``import gncpu`` alone never does.
 """
 
@@ -25,13 +26,17 @@ from . import _ops  # registers the operators  # noqa: F401
 from ._functional import group_norm
 from ._fusion import FusionReport, compile_backend, fuse
 from ._module import GroupNorm, ReplaceReport, replace_group_norm
+from ._stats import distributed_group_norm, group_norm_stats
 
-__all__ = ["FusionReport", "GroupNorm", "ReplaceReport", "compile_backend", "fuse", "group_norm",
+__all__ = ["FusionReport", "GroupNorm", "ReplaceReport", "compile_backend",
+           "distributed_group_norm", "fuse", "group_norm", "group_norm_stats",
            "replace_group_norm"]
 
 compile_backend.__module__ = "gncpu.torch"
 fuse.__module__ = "gncpu.torch"
 replace_group_norm.__module__ = "gncpu.torch"
+group_norm_stats.__module__ = "gncpu.torch"
+distributed_group_norm.__module__ = "gncpu.torch"
 
 try:  # torch.compile(model, backend="gncpu") (the entry point names it too)
     from torch._dynamo import list_backends as _list_backends

@@ -5,9 +5,11 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import fx, nn
 
+from .._stats import GroupStats
 from .._types import ActivationName
 
-__all__ = ["FusionReport", "GroupNorm", "ReplaceReport", "compile_backend", "fuse", "group_norm",
+__all__ = ["FusionReport", "GroupNorm", "ReplaceReport", "compile_backend",
+           "distributed_group_norm", "fuse", "group_norm", "group_norm_stats",
            "replace_group_norm"]
 
 def group_norm(
@@ -16,6 +18,18 @@ def group_norm(
     weight: Optional[torch.Tensor] = None,
     bias: Optional[torch.Tensor] = None,
     eps: float = 1e-5,
+    *,
+    activation: Optional[ActivationName] = None,
+    stats: Union[GroupStats, Tuple[Any, Any], None] = None,
+) -> torch.Tensor: ...
+def group_norm_stats(x: torch.Tensor, num_groups: int) -> GroupStats: ...
+def distributed_group_norm(
+    x_local: torch.Tensor,
+    num_groups: int,
+    weight: Optional[torch.Tensor] = None,
+    bias: Optional[torch.Tensor] = None,
+    eps: float = 1e-5,
+    group: Any = None,
     *,
     activation: Optional[ActivationName] = None,
 ) -> torch.Tensor: ...

@@ -21,7 +21,7 @@ import torch
 import torch.autograd.forward_ad as _forward_ad
 import torch.nn.functional as F
 
-from . import _kernels, _ops
+from . import _kernels, _ops, _stats
 from ._activations import ACTIVATIONS
 from ._checks import check_input, check_param, check_types
 
@@ -38,7 +38,7 @@ _kernel_forward = _kernels.forward
 _DEVICES = ("cpu", "meta")  # meta: shape inference, as F.group_norm does
 
 
-def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, *, activation=None):
+def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, *, activation=None, stats=None):
     """Group Normalization of a CPU tensor ``x`` of shape (N, C, *spatial), as
     ``torch.nn.functional.group_norm``, then ``activation`` (None, "silu",
     "relu" or "gelu") fused into the same pass.
@@ -48,7 +48,14 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, *, activation=No
     x's dtype in the memory format torch's GroupNorm gives.  Differentiable in
     x, weight and bias (reverse and forward mode).  ``torch.ops.gncpu.group_norm``
     is the same operator.
+
+    stats: normalise with given statistics instead of measuring x's (a
+    gncpu.GroupStats merged from the pieces of a larger tensor, see
+    group_norm_stats, or a (mean, rstd) pair of (N, num_groups) tensors):
+    eager inference only, no autograd through it.
     """
+    if stats is not None:
+        return _stats.group_norm_with_stats(x, num_groups, weight, bias, eps, activation, stats)
     if (type(x) is _Tensor and x.is_cpu and not (
             _is_compiling() or _tracing_state() is not None or _dispatch_modes()
             or _function_modes() or _functorch_active() or _forward_ad._current_level >= 0

@@ -70,12 +70,13 @@ def _in_kernel_layout(x, shape, channels, spatial):
     return x, fmt, NCHW if fmt is _CONTIGUOUS else NHWC
 
 
-def forward(x, num_groups, weight, bias, eps, activation, with_stats):
+def forward(x, num_groups, weight, bias, eps, activation, with_stats, given=None):
     """(y, mean, rstd) computed by gncpu on x's memory; mean and rstd, shape
     (N, G) of the parameter type, are None unless with_stats.  x, weight and
     bias are never written.  The common case, a contiguous or channels-last
     CPU tensor with parameters of the parameter type, costs a few attribute
-    reads."""
+    reads.  given: None, or (mean, rstd) contiguous float64 (N, G) tensors to
+    normalise with instead of measuring x's (_stats.py)."""
     dtype = DTYPE_CODES.get(x.dtype) if isinstance(x, _Tensor) else None
     if dtype is None or not x.is_cpu or x.layout is not _STRIDED or x.ndim < 2:
         check_input(x)  # raises
@@ -90,6 +91,13 @@ def forward(x, num_groups, weight, bias, eps, activation, with_stats):
     threads = _torch_threads()
     if not with_stats:
         y = _empty_like(x, memory_format=fmt)
+        if given is not None:
+            _raw(dtype, layout, batch, channels, spatial, num_groups, eps, activation, 0, 0)
+            _raw(dtype, layout, batch, channels, spatial, num_groups, eps, activation,
+                 x.data_ptr(), y.data_ptr(), 0 if weight is None else weight.data_ptr(),
+                 0 if bias is None else bias.data_ptr(), 0, 0, threads,
+                 given_mean=given[0].data_ptr(), given_rstd=given[1].data_ptr())
+            return y, None, None
         _raw(dtype, layout, batch, channels, spatial, num_groups, eps, activation,
              x.data_ptr(), y.data_ptr(),
              0 if weight is None else weight.data_ptr(), 0 if bias is None else bias.data_ptr(),
