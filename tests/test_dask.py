@@ -56,8 +56,10 @@ def test_bad_input():
         gd.group_norm(arr, 3)
     with pytest.raises(ValueError, match="weight"):
         gd.group_norm(arr, 4, w[:3])
-    with pytest.raises(ValueError, match="stats"):
+    with pytest.raises(ValueError, match="num_groups is 4"):
         gd.group_norm(arr, 4, stats=gncpu.group_norm_stats(x, 2))
+    with pytest.raises(ValueError, match="example"):
+        gd.group_norm(arr, 4, stats=gncpu.group_norm_stats(np.concatenate([x, x]), 4))
     with pytest.raises(ValueError):
         gd.group_norm(arr, 4, activation="tanh")
 

@@ -113,18 +113,7 @@ cdef class _Call:
         cdef gncpu_problem* p = &self.problem
         expected = (p.batch, p.num_groups)
         if isinstance(stats, GroupStats):
-            cpg = stats.channels_per_group
-            if cpg is not None and p.channels % cpg != 0:
-                raise ValueError(
-                    f"x has {p.channels} channels, not whole groups of {cpg} (the statistics' "
-                    f"channels_per_group): a piece split along channels must hold whole groups")
-            if cpg is not None and p.channels // cpg != p.num_groups:
-                raise ValueError(
-                    f"x's {p.channels} channels hold {p.channels // cpg} groups of {cpg} "
-                    f"channels (the statistics'), but num_groups is {p.num_groups}")
-            if stats.shape != expected:
-                raise ValueError(f"stats are for {stats.shape[0]} example(s) x {stats.shape[1]} "
-                                 f"group(s); x needs {expected[0]} x {expected[1]}")
+            stats._check_fits(p.batch, p.channels, p.num_groups)
             mean, rstd = stats.mean_rstd(self.eps)
         elif isinstance(stats, tuple) and len(stats) == 2:
             mean = _as_param_array(stats[0], expected, np.float64, "stats mean")

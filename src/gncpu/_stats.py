@@ -146,6 +146,21 @@ class GroupStats:
         return GroupStats(self.count[index], self.mean[index], self.m2[index],
                           self.channels_per_group)
 
+    def _check_fits(self, batch: int, channels: int, num_groups: int) -> None:
+        """ValueError unless these are statistics for a piece of `batch`
+        examples and `channels` channels in num_groups groups."""
+        cpg = self.channels_per_group
+        if cpg is not None and channels % cpg != 0:
+            raise ValueError(
+                f"x has {channels} channels, not whole groups of {cpg} (the statistics' "
+                f"channels_per_group): a piece split along channels must hold whole groups")
+        if cpg is not None and channels // cpg != num_groups:
+            raise ValueError(f"x's {channels} channels hold {channels // cpg} groups of {cpg} "
+                             f"channels (the statistics'), but num_groups is {num_groups}")
+        if self.shape != (batch, num_groups):
+            raise ValueError(f"stats are for {self.shape[0]} example(s) x {self.shape[1]} "
+                             f"group(s); x needs {batch} x {num_groups}")
+
     def to_array(self) -> _Float64Array:
         """count, mean and m2 stacked: a float64 array of shape (3, N, G)."""
         return np.stack([self.count, self.mean, self.m2])

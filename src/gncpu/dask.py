@@ -132,9 +132,7 @@ def group_norm(x: da.Array, num_groups: int, weight: Any = None, bias: Any = Non
     if stats is None:
         given: Any = _stats_of(x, num_groups, channels_last)
     elif isinstance(stats, GroupStats):
-        if stats.shape != (x.shape[0], num_groups):
-            raise ValueError(f"stats are for {stats.shape[0]} example(s) x {stats.shape[1]} "
-                             f"group(s); x needs {x.shape[0]} x {num_groups}")
+        stats._check_fits(x.shape[0], channels, num_groups)
         given = stats
     else:
         raise TypeError(f"stats must be a gncpu.GroupStats, got {type(stats).__name__}")

@@ -47,17 +47,7 @@ def _as_given(stats, x, num_groups, eps):
     batch, channels = x.shape[0], x.shape[1]
     expected = (batch, num_groups)
     if isinstance(stats, GroupStats):
-        cpg = stats.channels_per_group
-        if cpg is not None and channels % cpg != 0:
-            raise ValueError(
-                f"x has {channels} channels, not whole groups of {cpg} (the statistics' "
-                f"channels_per_group): a piece split along channels must hold whole groups")
-        if cpg is not None and channels // cpg != num_groups:
-            raise ValueError(f"x's {channels} channels hold {channels // cpg} groups of {cpg} "
-                             f"channels (the statistics'), but num_groups is {num_groups}")
-        if stats.shape != expected:
-            raise ValueError(f"stats are for {stats.shape[0]} example(s) x {stats.shape[1]} "
-                             f"group(s); x needs {expected[0]} x {expected[1]}")
+        stats._check_fits(batch, channels, num_groups)
         mean, rstd = stats.mean_rstd(eps)
         return torch.from_numpy(np.ascontiguousarray(mean)), torch.from_numpy(np.ascontiguousarray(rstd))
     if isinstance(stats, tuple) and len(stats) == 2:
