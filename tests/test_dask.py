@@ -74,3 +74,14 @@ def test_a_local_cluster_of_worker_processes():
         y = gd.group_norm(da.from_array(x, chunks=(1, 16, 7, 20)), 8, w, b, activation="silu")
         out = client.compute(y).result()
     assert np.abs(out - expected).max() <= 2e-6 * np.abs(expected).max()
+
+
+def test_two_dimensional_and_channelless_arrays():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((6, 10)).astype(np.float32) + 5
+    out = gd.group_norm(da.from_array(x, chunks=(2, 5)), 5).compute()
+    np.testing.assert_allclose(out, gncpu.group_norm(x, 5), atol=2e-6 * 4)
+    empty = da.zeros((2, 0, 4), dtype=np.float32)
+    assert gd.group_norm(empty, 1).compute().shape == (2, 0, 4)
+    stats = gd.group_norm_stats(empty, 1).compute()
+    assert stats.shape == (2, 1) and np.all(stats.count == 0)

@@ -159,6 +159,15 @@ def test_every_dtype_takes_stats(dtype):
     np.testing.assert_allclose(out.astype(np.float64), whole.astype(np.float64), atol=tol)
 
 
+def test_given_stats_come_back_for_an_empty_piece():
+    s = GroupStats(np.full((2, 4), 10.0), np.arange(8.0).reshape(2, 4), np.full((2, 4), 40.0))
+    y, mean, rstd = gncpu.group_norm(np.zeros((2, 8, 0), np.float32), 4, stats=s,
+                                     return_stats=True)
+    assert y.shape == (2, 8, 0)
+    np.testing.assert_array_equal(mean, s.mean.astype(np.float32))
+    np.testing.assert_array_equal(rstd, s.mean_rstd(1e-5)[1].astype(np.float32))
+
+
 def test_an_empty_piece_is_the_identity():
     x, _, _ = data((2, 8, 5, 5))
     s = gncpu.group_norm_stats(x, 4)

@@ -61,6 +61,15 @@ def test_a_mean_rstd_pair_and_errors():
         gt.group_norm(x.requires_grad_(), 4, stats=s)
     with torch.no_grad():
         gt.group_norm(x, 4, stats=s)  # fine without a graph
+    x = x.detach()
+    ints = (torch.zeros(2, 4, dtype=torch.uint8), torch.ones(2, 4, dtype=torch.int16))
+    torch.testing.assert_close(gt.group_norm(x, 4, stats=ints), x, rtol=0, atol=0)
+    from torch.fx.experimental.proxy_tensor import make_fx
+    for traced in (lambda t: gt.group_norm(t, 4, stats=s), lambda t: gt.group_norm_stats(t, 4)):
+        with pytest.raises(RuntimeError, match="eagerly"):
+            make_fx(traced)(x)
+    with pytest.raises(RuntimeError, match="eagerly"):
+        torch.func.vmap(lambda t: gt.group_norm(t, 4, stats=s))(x[None])
 
 
 def _free_port():

@@ -148,11 +148,17 @@ struct PrivateBuffers {
             if (p.moments_mean) moments_mean.resize(groups), p.moments_mean = moments_mean.data();
             if (p.moments_m2) moments_m2.resize(groups), p.moments_m2 = moments_m2.data();
         }
-        if (p.given_mean && overlaps(p.given_mean, moments_bytes, p.y, y_bytes)) {
+        // Given statistics are read by every thread while y, mean and rstd are written.
+        const auto written_over = [&](const double* given) {
+            return overlaps(given, moments_bytes, p.y, y_bytes) ||
+                   overlaps(given, moments_bytes, p.mean, stats_bytes) ||
+                   overlaps(given, moments_bytes, p.rstd, stats_bytes);
+        };
+        if (p.given_mean && written_over(p.given_mean)) {
             given_mean.assign(p.given_mean, p.given_mean + groups);
             p.given_mean = given_mean.data();
         }
-        if (p.given_rstd && overlaps(p.given_rstd, moments_bytes, p.y, y_bytes)) {
+        if (p.given_rstd && written_over(p.given_rstd)) {
             given_rstd.assign(p.given_rstd, p.given_rstd + groups);
             p.given_rstd = given_rstd.data();
         }
@@ -171,11 +177,14 @@ struct PrivateBuffers {
 // Statistics of empty groups are undefined: NaN, as 0/0 would give.
 // Moments of empty groups: mean 0 and M2 0 over a count of 0, the identity
 // of Chan's combination.
+// Given statistics come back as given.
 template <class C>
 void write_empty_stats(const gncpu_problem& p) {
     const int64_t count = p.batch * p.num_groups;
-    for (int64_t i = 0; p.mean && i < count; ++i) static_cast<C*>(p.mean)[i] = static_cast<C>(NAN);
-    for (int64_t i = 0; p.rstd && i < count; ++i) static_cast<C*>(p.rstd)[i] = static_cast<C>(NAN);
+    for (int64_t i = 0; p.mean && i < count; ++i)
+        static_cast<C*>(p.mean)[i] = p.given_mean ? saturate<C>(p.given_mean[i]) : static_cast<C>(NAN);
+    for (int64_t i = 0; p.rstd && i < count; ++i)
+        static_cast<C*>(p.rstd)[i] = p.given_rstd ? saturate<C>(p.given_rstd[i]) : static_cast<C>(NAN);
     for (int64_t i = 0; p.moments_mean && i < count; ++i) p.moments_mean[i] = 0.0;
     for (int64_t i = 0; p.moments_m2 && i < count; ++i) p.moments_m2[i] = 0.0;
 }

@@ -48,7 +48,7 @@ def _whole_groups(x: da.Array, num_groups: int, axis: int) -> da.Array:
         raise ValueError(f"num_groups ({num_groups}) must be positive and divide the number of "
                          f"channels ({channels})")
     per_group = channels // num_groups
-    if all(c % per_group == 0 for c in x.chunks[axis]):
+    if per_group == 0 or all(c % per_group == 0 for c in x.chunks[axis]):
         return x
     groups_per_chunk = max(1, round(max(x.chunks[axis]) / per_group))
     return x.rechunk({axis: groups_per_chunk * per_group})
@@ -71,6 +71,8 @@ def _stats_of(x: da.Array, num_groups: int, channels_last: bool) -> Any:
     axis = _channel_axis(x, channels_last)
     x = _whole_groups(x, num_groups, axis)
     per_group = x.shape[axis] // num_groups
+    if per_group == 0:  # no channels: no values in any group
+        return dask.delayed(GroupStats.empty)(x.shape[0], num_groups)
     blocks = x.to_delayed()
     by_example = []
     for n in range(blocks.shape[0]):
@@ -78,8 +80,10 @@ def _stats_of(x: da.Array, num_groups: int, channels_last: bool) -> Any:
         for c in range(blocks.shape[axis]):
             index: List[Any] = [slice(None)] * x.ndim
             index[0], index[axis] = n, c
+            # (an array of the spatial blocks; a lone Delayed for (N, C) arrays)
+            spatial_blocks = np.asarray(blocks[tuple(index)], dtype=object).ravel()
             pieces = [dask.delayed(_block_stats)(b, per_group, channels_last)
-                      for b in blocks[tuple(index)].ravel()]
+                      for b in spatial_blocks]
             by_channels.append(_merged(pieces))
         by_example.append(dask.delayed(GroupStats.concatenate)(by_channels, axis=1))
     return dask.delayed(GroupStats.concatenate)(by_example, axis=0)
@@ -129,6 +133,8 @@ def group_norm(x: da.Array, num_groups: int, weight: Any = None, bias: Any = Non
             if p.shape != (channels,):
                 raise ValueError(f"{name} must have shape ({channels},), got {p.shape}")
         params.append(p)
+    if channels == 0:  # nothing to normalise
+        return x.map_blocks(np.copy, dtype=x.dtype)
     if stats is None:
         given: Any = _stats_of(x, num_groups, channels_last)
     elif isinstance(stats, GroupStats):

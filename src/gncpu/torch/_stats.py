@@ -6,6 +6,7 @@ tracer or torch.compile asking for one get a RuntimeError that says so)."""
 
 import numpy as np
 import torch
+import torch.autograd.forward_ad as _forward_ad
 
 from .._stats import GroupStats
 from . import _kernels
@@ -14,8 +15,20 @@ from ._checks import check_input
 _f64 = torch.float64
 
 
+def _eager_only(what):
+    """A RuntimeError where the kernel call would be invisible: a tracer, a
+    dispatch or function mode (make_fx, FakeTensorMode), functorch transforms,
+    forward-mode AD, torch.compile."""
+    if (torch.compiler.is_compiling() or torch._C._get_tracing_state() is not None
+            or torch._C._len_torch_dispatch_stack() or torch._C._is_torch_function_mode_enabled()
+            or torch._C._are_functorch_transforms_active() or _forward_ad._current_level >= 0):
+        raise RuntimeError(f"{what} runs eagerly on tensors' memory; it cannot be traced, "
+                           "compiled, transformed (torch.func) or run under a tensor mode")
+
+
 def _prepared(x, num_groups):
     """(x in the kernel's layout, dtype code, layout code, batch, channels, spatial)."""
+    _eager_only("gncpu.torch.group_norm_stats")
     check_input(x)
     dtype = _kernels.DTYPE_CODES[x.dtype]
     shape = x.shape
@@ -54,7 +67,7 @@ def _as_given(stats, x, num_groups, eps):
         pair = []
         for value, name in zip(stats, ("mean", "rstd")):
             t = torch.as_tensor(value).detach()
-            if t.is_complex() or not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64)):
+            if t.is_complex() or t.dtype == torch.bool:
                 raise TypeError(f"stats {name} must be real numbers, got {t.dtype}")
             if tuple(t.shape) != expected:
                 raise ValueError(f"stats {name} must have shape {expected}, got {tuple(t.shape)}")
@@ -70,9 +83,7 @@ def group_norm_with_stats(x, num_groups, weight, bias, eps, activation, stats):
         raise RuntimeError("gncpu.torch.group_norm(..., stats=...) is for inference: the given "
                            "statistics are constants and no gradient flows through them; call it "
                            "under torch.no_grad() or with tensors that do not require grad")
-    if torch.compiler.is_compiling() or torch._C._get_tracing_state() is not None:
-        raise RuntimeError("gncpu.torch.group_norm(..., stats=...) runs eagerly; it cannot be "
-                           "traced or compiled")
+    _eager_only("gncpu.torch.group_norm(..., stats=...)")
     check_input(x)
     mean, rstd = _as_given(stats, x, num_groups, eps)
     return _kernels.forward(x, num_groups, weight, bias, eps, activation, False,
