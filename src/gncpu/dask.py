@@ -134,7 +134,8 @@ def group_norm(x: da.Array, num_groups: int, weight: Any = None, bias: Any = Non
                 raise ValueError(f"{name} must have shape ({channels},), got {p.shape}")
         params.append(p)
     if channels == 0:  # nothing to normalise
-        return x.map_blocks(np.copy, dtype=x.dtype)
+        empty: da.Array = da.map_blocks(np.copy, x, dtype=x.dtype)
+        return empty
     if stats is None:
         given: Any = _stats_of(x, num_groups, channels_last)
     elif isinstance(stats, GroupStats):
