@@ -184,6 +184,21 @@ void run_whole_items(const Layout& L, int threads, ThreadState<Layout>* states) 
 #endif
 }
 
+// Calls each(item, b0, b1) for the blocks [lo, hi) of a run of items of
+// blocks_per_item blocks each: once per item they touch, in order, with the
+// item's blocks [b0, b1) among them (b0 == 0: the span holds its first block,
+// and its thread writes the item's statistics out).
+template <class Each>
+void for_item_spans(int64_t lo, int64_t hi, int64_t blocks_per_item, Each&& each) {
+    for (int64_t u = lo; u < hi;) {
+        const int64_t item = u / blocks_per_item;
+        const int64_t first = item * blocks_per_item;
+        const int64_t stop = hi < first + blocks_per_item ? hi : first + blocks_per_item;
+        each(item, u - first, stop - first);
+        u = stop;
+    }
+}
+
 // Items too large for one core's cache, or too few to keep every thread busy,
 // are cut at block boundaries and spread over all threads, one batch of items
 // at a time: every thread takes the first sweep of its blocks, all meet at a
@@ -224,18 +239,14 @@ void run_batches(const Layout& L, int threads, int64_t items_per_batch,
 #pragma omp barrier
             clock.wait_ends(me, wait_began);
 #endif
-            for (int64_t u = lo; u < hi;) {
-                const int64_t local = u / L.blocks_per_item;
-                const int64_t first = local * L.blocks_per_item;
-                const int64_t stop = hi < first + L.blocks_per_item ? hi : first + L.blocks_per_item;
-                const Partial* item_slots = slots + first * groups;
+            for_item_spans(lo, hi, L.blocks_per_item, [&](int64_t local, int64_t b0, int64_t b1) {
+                const Partial* item_slots = slots + local * L.blocks_per_item * groups;
                 s.clear_accumulators(L);
                 for (int64_t b = 0; b < L.blocks_per_item; ++b)
                     L.accumulate(s.accumulators.data(), b, item_slots + b * groups);
-                L.begin_item(s.layout, i0 + local, s.accumulators.data(), u == first);
-                L.finish_blocks(s.layout, i0 + local, u - first, stop - first);
-                u = stop;
-            }
+                L.begin_item(s.layout, i0 + local, s.accumulators.data(), b0 == 0);
+                L.finish_blocks(s.layout, i0 + local, b0, b1);
+            });
         }
         clock.finish(me);
     }
@@ -259,15 +270,11 @@ void run_given_stats(const Layout& L, int threads, ThreadState<Layout>* states) 
         const ScopedFloatingPointModes modes(caller_modes);
         const TeamPosition me = team_position();
         ThreadState<Layout>& s = states[me.index];
-        const int64_t hi = units * (me.index + 1) / me.size;
-        for (int64_t u = units * me.index / me.size; u < hi;) {
-            const int64_t item = u / L.blocks_per_item;
-            const int64_t first = item * L.blocks_per_item;
-            const int64_t stop = hi < first + L.blocks_per_item ? hi : first + L.blocks_per_item;
-            L.begin_given(s.layout, item, u == first);
-            L.finish_blocks(s.layout, item, u - first, stop - first);
-            u = stop;
-        }
+        for_item_spans(units * me.index / me.size, units * (me.index + 1) / me.size,
+                       L.blocks_per_item, [&](int64_t item, int64_t b0, int64_t b1) {
+                           L.begin_given(s.layout, item, b0 == 0);
+                           L.finish_blocks(s.layout, item, b0, b1);
+                       });
         clock.finish(me);
     }
     clock.report();

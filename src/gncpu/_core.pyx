@@ -108,7 +108,7 @@ cdef class _Call:
             _raise_invalid(status, p, eps, shape)
         self.x = xa
 
-    cdef take_stats(self, object stats, object shape):
+    cdef take_stats(self, object stats):
         """stats=: a GroupStats or a (mean, rstd) pair for x's (N, num_groups)."""
         cdef gncpu_problem* p = &self.problem
         expected = (p.batch, p.num_groups)
@@ -225,7 +225,7 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, *, out=None,
     call.eps = eps
     call.parse(x, num_groups, weight, bias, eps, activation, return_stats, channels_last, out)
     if stats is not None:
-        call.take_stats(stats, (<object>call.x).shape)
+        call.take_stats(stats)
     call.plan(out)
     return call.execute()
 

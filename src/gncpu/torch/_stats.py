@@ -26,7 +26,7 @@ def _eager_only(what):
                            "compiled, transformed (torch.func) or run under a tensor mode")
 
 
-def _prepared(x, num_groups):
+def _prepared(x):
     """(x in the kernel's layout, dtype code, layout code, batch, channels, spatial)."""
     _eager_only("gncpu.torch.group_norm_stats")
     check_input(x)
@@ -43,7 +43,7 @@ def group_norm_stats(x, num_groups):
     (example, group): a gncpu.GroupStats (float64 counts, means and M2), from
     one read of x, in double lanes.  As gncpu.group_norm_stats, for tensors
     (contiguous or channels-last; x is read as data, never differentiated)."""
-    x, dtype, layout, batch, channels, spatial = _prepared(x, num_groups)
+    x, dtype, layout, batch, channels, spatial = _prepared(x)
     _kernels._raw(dtype, layout, batch, channels, spatial, num_groups, 1e-5, None, 0, 0)
     mean = torch.empty((batch, num_groups), dtype=_f64)
     m2 = torch.empty((batch, num_groups), dtype=_f64)
